@@ -1,0 +1,195 @@
+"""Data sets, held whole as one uint8 tensor on the training device and batched by random index.
+
+`load_dataset(config, device)` returns an `ImageData`; `ImageData.batcher(batch, generator)` gives
+a `next_batch()` that returns images in [-1, 1] and labels, normalized on the device.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .config import TrainConfig
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
+
+
+class DataError(RuntimeError):
+    """A data set that cannot be found or read; the message names the folder and the layout expected."""
+
+
+@dataclass
+class ImageData:
+    """A whole data set in memory: images (N, C, H, W) uint8 and labels (N,) int64."""
+    name: str
+    images: torch.Tensor
+    labels: torch.Tensor
+    num_classes: int
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    @property
+    def channels(self) -> int:
+        return self.images.shape[1]
+
+    @property
+    def image_size(self) -> int:
+        return self.images.shape[2]
+
+    def to(self, device) -> "ImageData":
+        return ImageData(self.name, self.images.to(device), self.labels.to(device), self.num_classes)
+
+    def batcher(self, batch_size: int, generator: torch.Generator):
+        """A function returning random batches (x in [-1, 1] (B, C, H, W) float, y (B,)), on the data's device."""
+        n = len(self)
+
+        def next_batch():
+            index = torch.randint(n, (batch_size,), generator=generator, device=self.images.device)
+            x = self.images[index].float().div_(127.5).sub_(1.0)
+            return x, self.labels[index]
+        return next_batch
+
+
+def to_signed(images_uint8: torch.Tensor) -> torch.Tensor:
+    """uint8 [0, 255] -> float [-1, 1]."""
+    return images_uint8.float() / 127.5 - 1.0
+
+
+def load_dataset(config: TrainConfig, split: str = "train") -> ImageData:
+    """The data set a TrainConfig names, on the CPU (the training loop moves it to its device)."""
+    loaders = {"mnist": load_mnist, "celeba64": load_celeba64,
+               "imagefolder": load_imagefolder, "synthetic": load_synthetic}
+    data = loaders[config.dataset](config, split)
+    if config.max_images is not None and len(data) > config.max_images:
+        data = ImageData(data.name, data.images[:config.max_images], data.labels[:config.max_images],
+                         data.num_classes)
+    return data
+
+
+# ---------------------------------------------------------------- MNIST
+MNIST_FILES = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+               "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
+
+
+def load_mnist(config: TrainConfig, split: str = "train") -> ImageData:
+    """MNIST through torchvision, downloaded into data_root when missing and a connection exists."""
+    from torchvision.datasets import MNIST
+    root = Path(config.data_path or config.data_root)
+    train = split == "train"
+    try:
+        dataset = MNIST(str(root), train=train, download=False)
+    except RuntimeError:
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            dataset = MNIST(str(root), train=train, download=True)
+        except Exception as error:  # offline, read-only folder, ...
+            raise DataError(
+                f"MNIST is not in {root / 'MNIST' / 'raw'} and could not be downloaded "
+                f"({' '.join(str(error).split())}). "
+                f"Put the four files {', '.join(MNIST_FILES)} (or their .gz) in {root / 'MNIST' / 'raw'}, "
+                f"or pass --data-root pointing at the folder that holds MNIST/raw.") from None
+    images = dataset.data[:, None].contiguous()                                  # (N, 1, 28, 28) uint8
+    return ImageData("mnist", images, dataset.targets.long(), 10)
+
+
+# ---------------------------------------------------------------- image folders (CelebA and others)
+def list_images(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def decode_image(path: Path, size: int, channels: int) -> torch.Tensor:
+    """Resize the short side to `size` and center-crop to size x size, as the DCGAN example does."""
+    from PIL import Image
+    from torchvision.transforms.functional import center_crop, pil_to_tensor, resize
+    with Image.open(path) as image:
+        image = image.convert("RGB" if channels == 3 else "L")
+        tensor = pil_to_tensor(image)                                           # (C, h, w) uint8
+    return center_crop(resize(tensor, size, antialias=True), [size, size])       # (C, size, size)
+
+
+def cache_file(folder: Path, files: list[Path], size: int, channels: int, data_root: Path) -> Path:
+    """Where the decoded uint8 tensor of an image folder is kept: beside the data, else in data_root."""
+    key = hashlib.sha1("\n".join(f"{p.relative_to(folder)}:{p.stat().st_size}" for p in files).encode())
+    name = f".genlab-cache-{size}px-{channels}ch-{len(files)}-{key.hexdigest()[:12]}.safetensors"
+    if os.access(folder, os.W_OK):
+        return folder / name
+    return data_root / "cache" / name
+
+
+def load_image_folder(folder: Path, size: int, channels: int, data_root: Path, name: str,
+                      limit: int | None = None) -> ImageData:
+    """Every image under `folder`, decoded once into a cached uint8 tensor (safetensors)."""
+    from safetensors.torch import load_file, save_file
+    if not folder.is_dir():
+        raise DataError(f"image folder {folder} does not exist; point --data-path at a folder of "
+                        f"images (.jpg, .png, ...), e.g. an img_align_celeba folder")
+    files = list_images(folder)[:limit]
+    if not files:
+        raise DataError(f"no images (.jpg, .png, ...) found under {folder}")
+    cache = cache_file(folder, files, size, channels, data_root)
+    if cache.exists():
+        try:
+            images = load_file(str(cache))["images"]
+            return ImageData(name, images, torch.zeros(len(images), dtype=torch.long), 1)
+        except Exception:
+            cache.unlink(missing_ok=True)                                           # rebuild a bad cache
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        images = torch.stack(list(pool.map(lambda p: decode_image(p, size, channels), files)))
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_suffix(".tmp")
+    save_file({"images": images.contiguous()}, str(tmp))
+    os.replace(tmp, cache)
+    return ImageData(name, images, torch.zeros(len(images), dtype=torch.long), 1)
+
+
+def load_imagefolder(config: TrainConfig, split: str = "train") -> ImageData:
+    if not config.data_path:
+        raise DataError("the imagefolder data set needs --data-path, a folder of images")
+    return load_image_folder(Path(config.data_path), config.image_size, 3, Path(config.data_root),
+                             "imagefolder", config.max_images)
+
+
+def load_celeba64(config: TrainConfig, split: str = "train") -> ImageData:
+    """CelebA at 64x64: a folder of aligned faces (data_path, or data_root/celeba/img_align_celeba)."""
+    root = Path(config.data_root)
+    folder = Path(config.data_path) if config.data_path else root / "celeba" / "img_align_celeba"
+    if not folder.is_dir():
+        try:
+            from torchvision.datasets import CelebA
+            CelebA(str(root), split="train", download=True)
+        except Exception as error:
+            raise DataError(
+                f"CelebA is not in {folder} and could not be downloaded ({' '.join(str(error).split())}). Put the aligned "
+                f"faces (000001.jpg ...) in {folder}, as torchvision's CelebA layout "
+                f"{root}/celeba/img_align_celeba/ expects, or pass --data-path to any folder of face "
+                f"images.") from None
+    return load_image_folder(folder, 64, 3, root, "celeba64", config.max_images)
+
+
+# ---------------------------------------------------------------- synthetic
+def load_synthetic(config: TrainConfig, split: str = "train", count: int = 2048) -> ImageData:
+    """10 classes of soft blobs placed on a circle by class, made in code for smoke tests."""
+    size, channels = (28 if config.image_size not in (32, 64) else config.image_size), config.channels
+    generator = torch.Generator().manual_seed(1234 if split == "train" else 4321)
+    labels = torch.randint(10, (count,), generator=generator)                     # (N,)
+    angle = labels.float() * (2 * math.pi / 10) + 0.2 * torch.randn(count, generator=generator)
+    radius = size * (0.28 + 0.04 * torch.randn(count, generator=generator))
+    cx, cy = size / 2 + radius * torch.cos(angle), size / 2 + radius * torch.sin(angle)
+    width = size * (0.10 + 0.02 * torch.rand(count, generator=generator))
+    grid = torch.arange(size).float()
+    dy = (grid[None, :, None] - cy[:, None, None]) ** 2                           # (N, H, 1)
+    dx = (grid[None, None, :] - cx[:, None, None]) ** 2                           # (N, 1, W)
+    blob = torch.exp(-(dx + dy) / (2 * width[:, None, None] ** 2))                # (N, H, W)
+    if channels == 3:
+        hue = labels.float() / 10 * 2 * math.pi
+        colour = torch.stack([torch.cos(hue + k * 2 * math.pi / 3) * 0.5 + 0.5 for k in range(3)], 1)
+        images = blob[:, None] * colour[:, :, None, None]                        # (N, 3, H, W)
+    else:
+        images = blob[:, None]                                                    # (N, 1, H, W)
+    return ImageData("synthetic", (images * 255).round().to(torch.uint8), labels, 10)

@@ -1,0 +1,155 @@
+"""What every GAN shares: the losses, the R1 penalty and the D-step / G-step training step.
+
+A GAN model subclasses `AdversarialModel` and provides `generator`, `discriminator`,
+`generate(**latents)` and `discriminate(x, y) -> (logits, aux)`. InfoGAN adds `aux_loss`.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import param
+from .base import GenerativeModel, ImageConfig
+
+GAN_LOSSES = ("nonsaturating", "minimax", "hinge")
+
+
+@dataclass
+class GANOptions(ImageConfig):
+    """Options every GAN has: the loss, R1, optimizers and D steps per G step."""
+    loss: str = param("nonsaturating", "Adversarial loss: Goodfellow's minimax or non-saturating "
+                      "generator loss, or the hinge loss.", choices=GAN_LOSSES)
+    r1_gamma: float = param(0.0, "Weight gamma of the zero-centered R1 penalty on real data "
+                            "(Mescheder 2018); 0 turns it off.", low=0.0, high=1000.0)
+    lr_g: float = param(2e-4, "Generator learning rate (Adam).", low=1e-6, high=1.0, log=True)
+    lr_d: float = param(2e-4, "Discriminator learning rate (Adam).", low=1e-6, high=1.0, log=True)
+    beta1: float = param(0.5, "Adam beta1.", low=0.0, high=0.999)
+    beta2: float = param(0.999, "Adam beta2.", low=0.0, high=0.9999)
+    d_steps: int = param(1, "Discriminator steps per generator step (Goodfellow's k).", low=1, high=10)
+
+
+def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor, kind: str) -> torch.Tensor:
+    """Goodfellow 2014 eq. 1, D side: -log D(x) - log(1 - D(G(z))); or the hinge loss."""
+    if kind == "hinge":
+        return F.relu(1 - real_logits).mean() + F.relu(1 + fake_logits).mean()
+    # -log sigmoid(l) = softplus(-l);  -log(1 - sigmoid(l)) = softplus(l)
+    return F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
+
+
+def generator_loss(fake_logits: torch.Tensor, kind: str) -> torch.Tensor:
+    """Goodfellow 2014 eq. 1, G side: minimax log(1 - D(G(z))), or non-saturating -log D(G(z)), or hinge."""
+    if kind == "minimax":
+        return -F.softplus(fake_logits).mean()          # log(1 - sigmoid(l)) = -softplus(l)
+    if kind == "nonsaturating":
+        return F.softplus(-fake_logits).mean()
+    return -fake_logits.mean()                          # hinge (Lim & Ye 2017)
+
+
+def r1_penalty(real_logits: torch.Tensor, real: torch.Tensor, create_graph: bool = True) -> torch.Tensor:
+    """Mescheder 2018 eq. 9: per-sample ||grad_x D(x)||^2 on real data, shape (B,); gamma/2 is the caller's."""
+    (grad,) = torch.autograd.grad(real_logits.sum(), real, create_graph=create_graph, retain_graph=True)
+    return grad.pow(2).flatten(1).sum(1)
+
+
+def adam(params, lr: float, beta1: float, beta2: float) -> torch.optim.Adam:
+    """Adam with the fused kernel on CUDA and the foreach one elsewhere."""
+    params = list(params)
+    fused = params[0].is_cuda
+    return torch.optim.Adam(params, lr=lr, betas=(beta1, beta2), fused=fused or None,
+                            foreach=None if fused else True)
+
+
+class AdversarialModel(GenerativeModel):
+    """A generator and a discriminator trained by alternating D and G steps."""
+    generator: nn.Module
+    discriminator: nn.Module
+
+    def discriminate(self, x: torch.Tensor, y: torch.Tensor | None) -> tuple[torch.Tensor, object]:
+        """D's logits, shape (B,), and auxiliary outputs (InfoGAN's Q head) or None."""
+        raise NotImplementedError
+
+    def aux_loss(self, aux, latents: dict) -> tuple[torch.Tensor | None, dict]:
+        """An extra loss added to both D and G steps (InfoGAN's mutual information term)."""
+        return None, {}
+
+    def discriminator_parameters(self):
+        return self.discriminator.parameters()
+
+    def make_optimizers(self) -> dict:
+        c = self.config
+        return {"generator": adam(self.generator.parameters(), c.lr_g, c.beta1, c.beta2),
+                "discriminator": adam(self.discriminator_parameters(), c.lr_d, c.beta1, c.beta2)}
+
+    def uses_batchnorm_in_d(self) -> bool:
+        return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in self.discriminator.modules())
+
+    def warn_r1_with_batchnorm(self):
+        if self.config.r1_gamma > 0 and self.uses_batchnorm_in_d():
+            warnings.warn(f"{self.name}: R1 is a per-sample gradient penalty but the discriminator "
+                          "uses BatchNorm, which mixes samples; use d_norm='layer' or 'none'.",
+                          stacklevel=3)
+
+    def training_step(self, next_batch, optimizers: dict, generator: torch.Generator,
+                      measure: bool = False) -> dict:
+        """One generator update after `d_steps` discriminator updates; returns detached scalars."""
+        c = self.config
+        opt_g, opt_d = optimizers["generator"], optimizers["discriminator"]
+        logs = {}
+        r1_on = c.r1_gamma > 0
+
+        # ---------------- D step(s): maximize log D(x) + log(1 - D(G(z))) ----------------
+        self.discriminator.requires_grad_(True)
+        for _ in range(c.d_steps):
+            real, y = next_batch()                                   # (B, C, H, W) in [-1, 1], (B,)
+            batch = real.shape[0]
+            latents = self.sample_latents(batch, generator)
+            with torch.no_grad():
+                fake = self.generate(**latents)                      # (B, C, H, W)
+            real.requires_grad_(r1_on or measure)
+            real_logits, _ = self.discriminate(real, y)              # (B,)
+            fake_logits, fake_aux = self.discriminate(fake, latents.get("y"))
+            loss_d = discriminator_loss(real_logits, fake_logits, c.loss)
+            if r1_on or measure:
+                grad_sq = r1_penalty(real_logits, real, create_graph=r1_on)   # (B,)
+                if r1_on:
+                    loss_d = loss_d + 0.5 * c.r1_gamma * grad_sq.mean()
+            info, _ = self.aux_loss(fake_aux, latents)
+            if info is not None:
+                loss_d = loss_d + info
+            opt_d.zero_grad(set_to_none=True)
+            loss_d.backward()
+            opt_d.step()
+
+        logs["loss/d"] = loss_d.detach()
+        logs["d/real"] = torch.sigmoid(real_logits.detach()).mean()
+        logs["d/fake"] = torch.sigmoid(fake_logits.detach()).mean()
+        if r1_on or measure:
+            logs["r1/grad_norm"] = grad_sq.detach().sqrt().mean()
+
+        # ---------------- G step: minimize the generator loss (D frozen) ----------------
+        self.discriminator.requires_grad_(False)
+        latents = self.sample_latents(batch, generator)
+        fake = self.generate(**latents)
+        fake_logits, fake_aux = self.discriminate(fake, latents.get("y"))
+        loss_g = generator_loss(fake_logits, c.loss)
+        info, info_logs = self.aux_loss(fake_aux, latents)
+        if info is not None:
+            loss_g = loss_g + info
+        opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        opt_g.step()
+        self.discriminator.requires_grad_(True)
+
+        logs["loss/g"] = loss_g.detach()
+        logs.update({k: v.detach() for k, v in info_logs.items()})
+        return logs
+
+
+def log_uniform_entropy(low: float, high: float) -> float:
+    """Differential entropy of U[low, high], in nats."""
+    return math.log(high - low)
