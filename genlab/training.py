@@ -135,6 +135,9 @@ def train(config: dict | None, run_dir: str | Path, should_stop: Callable[[], bo
 
     if not resume and (run_dir / "config.json").exists():
         raise ConfigError(f"{run_dir} already holds a run; resume it or choose another folder")
+    if resume and runs.is_active(runs.read_status(run_dir)):
+        raise ConfigError(f"{run_dir} is still running (pid {runs.read_status(run_dir).get('pid')}); "
+                          f"stop it before resuming")
     data = load_dataset(tc)                          # a missing data set fails before any folder is made
     run_dir.mkdir(parents=True, exist_ok=True)
     runs.clear_stop(run_dir)

@@ -1,0 +1,89 @@
+"""The losses against hand computations: GAN losses, R1, InfoGAN's mutual-information term, the ELBO."""
+import math
+
+import torch
+import torch.nn.functional as F
+
+from genlab.models import build_model
+from genlab.models.adversarial import discriminator_loss, generator_loss, r1_penalty
+
+from helpers import TINY_MODEL
+
+
+def test_gan_losses_match_goodfellow_eq1():
+    real, fake = torch.tensor([2.0, -1.0]), torch.tensor([0.5, -3.0])
+    d_real, d_fake = torch.sigmoid(real), torch.sigmoid(fake)
+    expected_d = (-torch.log(d_real)).mean() + (-torch.log(1 - d_fake)).mean()
+    assert torch.allclose(discriminator_loss(real, fake, "nonsaturating"), expected_d)
+    assert torch.allclose(generator_loss(fake, "minimax"), torch.log(1 - d_fake).mean())
+    assert torch.allclose(generator_loss(fake, "nonsaturating"), (-torch.log(d_fake)).mean())
+    assert torch.allclose(discriminator_loss(real, fake, "hinge"),
+                          F.relu(1 - real).mean() + F.relu(1 + fake).mean())
+    assert torch.allclose(generator_loss(fake, "hinge"), -fake.mean())
+
+
+def test_r1_penalty_matches_hand_computed_gradient():
+    # D(x) = sum(a * x^2) per sample: grad_x D = 2 a x, so ||grad||^2 = sum(4 a^2 x^2).
+    a = torch.tensor([[0.5, -1.0], [2.0, 0.25]])
+    x = torch.randn(3, 1, 2, 2, requires_grad=True)
+    logits = (a * x.pow(2)).flatten(1).sum(1)                      # (3,)
+    expected = (4 * a.pow(2) * x.detach().pow(2)).flatten(1).sum(1)
+    penalty = r1_penalty(logits, x)
+    assert penalty.shape == (3,)
+    assert torch.allclose(penalty, expected, atol=1e-6)
+    penalty.sum().backward()                                         # create_graph: differentiable
+    assert torch.allclose(x.grad, 8 * a.pow(2) * x.detach(), atol=1e-5)
+
+
+def test_r1_penalty_is_per_sample_with_layer_norm_discriminator():
+    model = build_model("dcgan", dict(TINY_MODEL["dcgan"], r1_gamma=1.0))
+    x = torch.randn(4, 1, 28, 28, requires_grad=True)
+    full = r1_penalty(model.discriminator(x), x)
+    x0 = x[:1].detach().clone().requires_grad_(True)
+    alone = r1_penalty(model.discriminator(x0), x0)
+    assert torch.allclose(full[0], alone[0], rtol=1e-4)             # no coupling across the batch
+
+
+def test_infogan_mutual_information_term_matches_hand_computation():
+    model = build_model("infogan", TINY_MODEL["infogan"])
+    c = model.config
+    q_out = torch.randn(5, c.categories + 2 * c.continuous_codes)
+    latents = {"cat": torch.randint(10, (5, 1)), "cont": torch.rand(5, 2) * 2 - 1}
+    loss, logs = model.aux_loss(q_out, latents)
+
+    logits = q_out[:, :10]
+    log_q_cat = torch.log_softmax(logits, 1).gather(1, latents["cat"]).squeeze(1)      # (5,)
+    mean, log_std = q_out[:, 10:12], q_out[:, 12:14].clamp(-5, 2)
+    std = log_std.exp()
+    log_q_cont = (-(latents["cont"] - mean) ** 2 / (2 * std ** 2) - torch.log(std * math.sqrt(2 * math.pi))).sum(1)
+    expected_loss = -c.lambda_cat * log_q_cat.mean() - c.lambda_cont * log_q_cont.mean()
+    assert torch.allclose(loss, expected_loss, atol=1e-5)
+    # L_I = E[log Q(c|x)] + H(c): H(cat) = log 10, H(U[-1, 1]) = log 2 per continuous code
+    assert torch.allclose(logs["info/mi_cat"], math.log(10) + log_q_cat.mean(), atol=1e-5)
+    assert torch.allclose(logs["info/mi_cont"], 2 * math.log(2) + log_q_cont.mean(), atol=1e-5)
+
+
+def test_infogan_mi_bound_reaches_entropy_when_q_is_certain():
+    model = build_model("infogan", TINY_MODEL["infogan"])
+    cat = torch.randint(10, (6, 1))
+    q_out = torch.zeros(6, 14)
+    q_out[:, :10] = F.one_hot(cat[:, 0], 10) * 50.0
+    _, logs = model.aux_loss(q_out, {"cat": cat, "cont": torch.zeros(6, 2)})
+    assert abs(logs["info/mi_cat"].item() - math.log(10)) < 1e-4
+    assert logs["info/cat_acc"].item() == 1.0
+
+
+def test_vae_negative_elbo_matches_closed_forms():
+    torch.manual_seed(0)
+    model = build_model("vae", TINY_MODEL["vae"])
+    x01 = torch.bernoulli(torch.full((3, 1, 28, 28), 0.3))
+    x = x01 * 2 - 1
+    gen = torch.Generator().manual_seed(5)
+    recon, kl = model.negative_elbo(x, x01, gen)
+    mean, log_var = model.encode(x)
+    expected_kl = -0.5 * (1 + log_var - mean.pow(2) - log_var.exp()).sum(1)    # Kingma 2013 appendix B
+    assert torch.allclose(kl, expected_kl, atol=1e-5)
+    eps = torch.randn(mean.shape, generator=torch.Generator().manual_seed(5))
+    probs = torch.sigmoid(model.decoder(mean + (0.5 * log_var).exp() * eps))
+    expected_recon = -(x01 * probs.log() + (1 - x01) * (1 - probs).log()).flatten(1).sum(1)
+    assert torch.allclose(recon, expected_recon, rtol=1e-4)
