@@ -93,8 +93,8 @@ class TrainConfig:
     data_root: str = param("./data", "Folder where data sets are downloaded and cached.")
     data_path: str | None = param(None, "A folder of images (imagefolder, or celeba64 from an "
                                         "img_align_celeba folder); overrides data_root.")
-    image_size: int = param(64, "Image side for imagefolder/celeba64/synthetic (MNIST is 28).",
-                            low=8, high=256)
+    image_size: int | None = param(None, "Image side for imagefolder (default 64) and synthetic "
+                                         "(default 28); MNIST is 28, celeba64 is 64.", low=8, high=256)
     channels: int = param(1, "Channels of the synthetic set (1 or 3).", choices=(1, 3))
     steps: int = param(3000, "Training steps (generator updates) in total.", low=1)
     batch_size: int = param(64, "Images per batch.", low=1, high=4096)

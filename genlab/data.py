@@ -151,7 +151,7 @@ def load_image_folder(folder: Path, size: int, channels: int, data_root: Path, n
 def load_imagefolder(config: TrainConfig, split: str = "train") -> ImageData:
     if not config.data_path:
         raise DataError("the imagefolder data set needs --data-path, a folder of images")
-    return load_image_folder(Path(config.data_path), config.image_size, 3, Path(config.data_root),
+    return load_image_folder(Path(config.data_path), config.image_size or 64, 3, Path(config.data_root),
                              "imagefolder", config.max_images)
 
 
@@ -175,7 +175,7 @@ def load_celeba64(config: TrainConfig, split: str = "train") -> ImageData:
 # ---------------------------------------------------------------- synthetic
 def load_synthetic(config: TrainConfig, split: str = "train", count: int = 2048) -> ImageData:
     """10 classes of soft blobs placed on a circle by class, made in code for smoke tests."""
-    size, channels = (28 if config.image_size not in (32, 64) else config.image_size), config.channels
+    size, channels = config.image_size or 28, config.channels
     generator = torch.Generator().manual_seed(1234 if split == "train" else 4321)
     labels = torch.randint(10, (count,), generator=generator)                     # (N,)
     angle = labels.float() * (2 * math.pi / 10) + 0.2 * torch.randn(count, generator=generator)
