@@ -262,7 +262,7 @@ def _train(config, tc: TrainConfig, data, device, run_dir: Path, should_stop, on
                 if reason:
                     stop_reason = reason
                     break
-            with precision(bf16, device):
+            with precision(bf16, device):      # entered per step: autocast caches bf16 weight copies
                 logs = model.training_step(next_batch, optimizers, loop_generator,
                                            measure=(step + 1) % tc.log_every == 0)
             if group.active:
