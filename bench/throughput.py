@@ -91,7 +91,7 @@ def child_genlab(args) -> dict:
         train(config, Path(tmp) / "run", should_stop=should_stop, on_event=on_event)
     seconds = marks["end"] - marks["start"]
     return {"images_per_s": args.steps * args.batch / seconds, "seconds": seconds,
-            "loss_g": marks["record"]["loss/g"], "loss_d": marks["record"]["loss/d"]}
+            "losses": {k: v for k, v in marks["record"].items() if k.startswith("loss/")}}
 
 
 def child_reference(args) -> dict:
