@@ -105,6 +105,12 @@ class TrainConfig:
     sample_every: int = param(250, "Steps between sample grids.", low=1)
     checkpoint_every: int = param(500, "Steps between checkpoints.", low=1)
     max_images: int | None = param(None, "Use at most this many training images (None: all).", low=1)
+    amp: str = param("auto", "Mixed precision: bf16 autocast (CUDA only); auto is bf16 on CUDA, "
+                     "off elsewhere.", choices=("auto", "off", "bf16"))
+    channels_last: str = param("auto", "channels_last memory format for convolutional models; auto is "
+                               "on for CUDA, off on the CPU (measured slower there).",
+                               choices=("auto", "on", "off"))
+    compile: bool = param(False, "torch.compile the networks (slow first steps, then faster).")
 
     def __post_init__(self):
         validate(self)

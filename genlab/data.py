@@ -45,14 +45,17 @@ class ImageData:
     def to(self, device) -> "ImageData":
         return ImageData(self.name, self.images.to(device), self.labels.to(device), self.num_classes)
 
-    def batcher(self, batch_size: int, generator: torch.Generator):
+    def batcher(self, batch_size: int, generator: torch.Generator,
+                memory_format: torch.memory_format | None = None):
         """A function returning random batches (x in [-1, 1] (B, C, H, W) float, y (B,)), on the data's device."""
         n = len(self)
 
         def next_batch():
             index = torch.randint(n, (batch_size,), generator=generator, device=self.images.device)
-            x = self.images[index].float().div_(127.5).sub_(1.0)
-            return x, self.labels[index]
+            x = self.images[index]                                            # (B, C, H, W) uint8
+            if memory_format is not None:
+                x = x.contiguous(memory_format=memory_format)                 # reorder the small uint8 copy
+            return x.float().div_(127.5).sub_(1.0), self.labels[index]
         return next_batch
 
 
@@ -142,7 +145,7 @@ def load_image_folder(folder: Path, size: int, channels: int, data_root: Path, n
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
         images = torch.stack(list(pool.map(lambda p: decode_image(p, size, channels), files)))
     cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(".tmp")
+    tmp = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")                  # one per process
     save_file({"images": images.contiguous()}, str(tmp))
     os.replace(tmp, cache)
     return ImageData(name, images, torch.zeros(len(images), dtype=torch.long), 1)

@@ -6,6 +6,7 @@ hooks: `should_stop()` is asked before every step, `on_event(kind, payload)` is 
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 import signal
@@ -17,14 +18,16 @@ from typing import Callable
 
 import torch
 
-from . import runs
+from . import distributed, runs
 from .checkpoint import (CheckpointError, load_optimizer_state, model_from_checkpoint, read_checkpoint,
                          save_checkpoint)
 from .config import ConfigError, TrainConfig, from_dict, to_dict
 from .data import load_dataset
 from .models import get_model_class
 
-RESUMABLE_CHANGES = {"steps", "log_every", "sample_every", "checkpoint_every", "device"}
+RESUMABLE_CHANGES = {"steps", "log_every", "sample_every", "checkpoint_every", "device",
+                     "amp", "channels_last", "compile"}
+RANK_SEED_STRIDE = 7919          # rank r > 0 draws its batches from seed + 1 + r * stride
 
 
 class TrainingDiverged(RuntimeError):
@@ -44,6 +47,24 @@ def resolve_device(name: str) -> torch.device:
     if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise ConfigError("device 'mps' was asked for but is not available; use --device auto or cpu")
     return torch.device(name)
+
+
+def use_bf16(amp: str, device: torch.device) -> bool:
+    """Whether to train under bf16 autocast: 'auto' means on CUDA only; 'bf16' off CUDA is refused."""
+    if amp == "bf16" and device.type != "cuda":
+        raise ConfigError(f"amp 'bf16' is for CUDA GPUs; this run is on {device.type}; use --amp auto or off")
+    return amp != "off" and device.type == "cuda"
+
+
+def use_channels_last(setting: str, model: torch.nn.Module, device: torch.device) -> bool:
+    """channels_last for models with convolutions: 'auto' means on CUDA only (slower on our CPU)."""
+    has_conv = any(isinstance(m, torch.nn.modules.conv._ConvNd) for m in model.modules())
+    return has_conv and (setting == "on" or (setting == "auto" and device.type == "cuda"))
+
+
+def precision(bf16: bool, device: torch.device):
+    """The context one training step runs in: bf16 autocast, or nothing."""
+    return torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
 
 
 def make_config(train: TrainConfig | dict, model: dict | None = None) -> dict:
@@ -132,33 +153,55 @@ def train(config: dict | None, run_dir: str | Path, should_stop: Callable[[], bo
     config = make_config(config["train"], config["model"])
     tc = TrainConfig(**config["train"])
     device = resolve_device(tc.device)
+    use_bf16(tc.amp, device)                         # refuse bf16 off CUDA before any work
 
-    if not resume and (run_dir / "config.json").exists():
-        raise ConfigError(f"{run_dir} already holds a run; resume it or choose another folder")
-    if resume and runs.is_active(runs.read_status(run_dir)):
-        raise ConfigError(f"{run_dir} is still running (pid {runs.read_status(run_dir).get('pid')}); "
-                          f"stop it before resuming")
-    data = load_dataset(tc)                          # a missing data set fails before any folder is made
-    run_dir.mkdir(parents=True, exist_ok=True)
-    runs.clear_stop(run_dir)
-    runs.write_status(run_dir, "starting", step=0, total_steps=tc.steps, error=None,
-                      started=time.time(), device=str(device))
+    group = distributed.from_environment(device.type)  # torchrun: one process per device
     try:
-        return _train(config, tc, data, device, run_dir, should_stop, on_event, resume)
-    except BaseException as error:
-        message = f"{type(error).__name__}: {error}"
-        runs.write_status(run_dir, "failed", error=message, traceback=traceback.format_exc(limit=8))
-        on_event("end", runs.read_status(run_dir))
-        raise
+        if group.active and device.type == "cuda":
+            device = torch.device("cuda", group.local_rank)
+        if group.is_main and not resume and (run_dir / "config.json").exists():
+            raise ConfigError(f"{run_dir} already holds a run; resume it or choose another folder")
+        if group.is_main and resume and runs.is_active(runs.read_status(run_dir)):
+            raise ConfigError(f"{run_dir} is still running (pid {runs.read_status(run_dir).get('pid')}); "
+                              f"stop it before resuming")
+        if group.local_rank != 0:
+            group.barrier()                          # wait for local rank 0 to build any data cache
+        data = load_dataset(tc)                      # a missing data set fails before any folder is made
+        if group.local_rank == 0:
+            group.barrier()
+        if not group.is_main:                        # only rank 0 writes the run folder
+            return _train(config, tc, data, device, run_dir, None, lambda kind, payload: None, resume,
+                          group)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        runs.clear_stop(run_dir)
+        runs.write_status(run_dir, "starting", step=0, total_steps=tc.steps, error=None,
+                          started=time.time(), device=str(device), world_size=group.world_size)
+        try:
+            return _train(config, tc, data, device, run_dir, should_stop, on_event, resume, group)
+        except BaseException as error:
+            message = f"{type(error).__name__}: {error}"
+            runs.write_status(run_dir, "failed", error=message, traceback=traceback.format_exc(limit=8))
+            on_event("end", runs.read_status(run_dir))
+            raise
+    finally:
+        group.close()
 
 
-def _train(config, tc: TrainConfig, data, device, run_dir: Path, should_stop, on_event, resume) -> dict:
+def _train(config, tc: TrainConfig, data, device, run_dir: Path, should_stop, on_event, resume,
+           group: distributed.Distributed) -> dict:
+    main = group.is_main
     data = data.to(device)
     torch.manual_seed(tc.seed)
     model = build_for_data(config, data).to(device)
+    bf16 = use_bf16(tc.amp, device)
+    memory_format = torch.channels_last if use_channels_last(tc.channels_last, model, device) else None
+    if memory_format is not None:
+        model.to(memory_format=memory_format)                    # conv weights NHWC; same parameters
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True                    # fixed shapes: pick the fastest kernels
     config["model"] = to_dict(model.config)                      # with the shape taken from the data
     optimizers = model.make_optimizers()
-    loop_generator = torch.Generator(device).manual_seed(tc.seed + 1)
+    loop_generator = torch.Generator(device).manual_seed(tc.seed + 1 + RANK_SEED_STRIDE * group.rank)
     grid_generator = torch.Generator(device).manual_seed(tc.seed + 2)
     grid, nrow = model.grid_latents(grid_generator)
     meta = {"train_config": config["train"], "model_config": config["model"],
@@ -171,10 +214,22 @@ def _train(config, tc: TrainConfig, data, device, run_dir: Path, should_stop, on
         load_optimizer_state(optimizers, header, tensors)
         set_rng_state(tensors, device, loop_generator)
         step, elapsed_before = header["step"], header.get("elapsed", 0.0)
-        runs.truncate_after(run_dir, step)
-    elif resume:
+        if main:
+            runs.truncate_after(run_dir, step)
+    elif resume and main:
         runs.truncate_after(run_dir, 0)
-    runs.atomic_write_json(run_dir / "config.json", config)
+    if group.active:
+        if not main:            # its own batches, latents and dropout, also after a resume
+            loop_generator.manual_seed(tc.seed + 1 + RANK_SEED_STRIDE * group.rank + 104729 * step)
+            torch.manual_seed(tc.seed + RANK_SEED_STRIDE * group.rank + 104729 * step)
+        distributed.broadcast_module(model)                      # the same weights everywhere
+        for optimizer in optimizers.values():
+            distributed.average_gradients_before_step(optimizer, group.world_size)
+    if tc.compile:
+        for network in model.children():                         # in place: state_dict keys unchanged
+            network.compile()
+    if main:
+        runs.atomic_write_json(run_dir / "config.json", config)
 
     def checkpoint():
         save_checkpoint(runs.checkpoint_path(run_dir), model,
@@ -187,49 +242,71 @@ def _train(config, tc: TrainConfig, data, device, run_dir: Path, should_stop, on
         save_grid(model, grid, nrow, path)
         on_event("sample", {"step": step, "path": str(path)})
 
-    next_batch = data.batcher(tc.batch_size, loop_generator)
+    next_batch = data.batcher(tc.batch_size, loop_generator, memory_format)
     model.train()
     started = time.time()
-    runs.write_status(run_dir, "running", step=step, total_steps=tc.steps)
+    if main:
+        runs.write_status(run_dir, "running", step=step, total_steps=tc.steps)
     on_event("start", {"step": step, "total_steps": tc.steps, "device": str(device),
-                       "num_parameters": sum(p.numel() for p in model.parameters())})
-    sums, count, interval_start = {}, 0, time.time()
+                       "num_parameters": sum(p.numel() for p in model.parameters()),
+                       "world_size": group.world_size})
+    images_per_step = tc.batch_size * group.world_size
+    # ranks agree on stopping every step on the CPU, every log step on a GPU (no per-step host sync)
+    stop_every = 1 if device.type == "cpu" else tc.log_every
+    sums, counts, count, interval_start = {}, {}, 0, time.time()
     stop_reason = None
     with StopSignals() as signals:
         while step < tc.steps:
-            if signals.received or runs.stop_requested(run_dir) or (should_stop and should_stop()):
-                stop_reason = signals.received or "stop requested"
-                break
-            logs = model.training_step(next_batch, optimizers, loop_generator,
-                                       measure=(step + 1) % tc.log_every == 0)
+            if not group.active or step % stop_every == 0:
+                reason = signals.received or ("stop requested" if main and (
+                    runs.stop_requested(run_dir) or (should_stop and should_stop())) else None)
+                if group.active and distributed.any_rank(reason is not None, device):
+                    reason = reason or "stop requested"
+                if reason:
+                    stop_reason = reason
+                    break
+            with precision(bf16, device):      # entered per step: autocast caches bf16 weight copies
+                logs = model.training_step(next_batch, optimizers, loop_generator,
+                                           measure=(step + 1) % tc.log_every == 0)
+            if group.active:
+                distributed.broadcast_module(model, buffers_only=True)   # BatchNorm stats follow rank 0
             step += 1
             for key, value in logs.items():
-                sums[key] = sums[key] + value if key in sums else value.clone()
+                sums[key] = sums[key] + value if key in sums else value.float().clone()
+                counts[key] = counts.get(key, 0) + 1
             count += 1
             if step % tc.log_every == 0 or step == tc.steps:
                 now = time.time()
-                record = {key: value.item() / count for key, value in sums.items()}   # one sync per log step
+                keys = list(sums)
+                values = torch.stack([sums[key] for key in keys])
+                if group.active:
+                    values = distributed.all_ranks_mean(values)      # metrics of all ranks together
+                values = values.tolist()                              # one sync per log step
+                record = {key: value / counts[key] for key, value in zip(keys, values)}
                 bad = [key for key, value in record.items() if not math.isfinite(value)]
                 if bad:
                     raise TrainingDiverged(f"{', '.join(bad)} became {record[bad[0]]} by step {step}; "
                                            f"training diverged (try a lower learning rate or enable R1)")
-                record.update(step=step, epoch=step * tc.batch_size / len(data),
+                record.update(step=step, epoch=step * images_per_step / len(data),
                               time=elapsed_before + now - started,
-                              images_per_s=count * tc.batch_size / max(now - interval_start, 1e-9))
-                runs.append_metrics(run_dir, record)
-                runs.write_status(run_dir, "running", step=step, images_per_s=record["images_per_s"],
-                                  last=record)
+                              images_per_s=count * images_per_step / max(now - interval_start, 1e-9))
+                if main:
+                    runs.append_metrics(run_dir, record)
+                    runs.write_status(run_dir, "running", step=step, images_per_s=record["images_per_s"],
+                                      last=record)
                 on_event("log", record)
-                sums, count, interval_start = {}, 0, time.time()
-            if step % tc.sample_every == 0:
+                sums, counts, count, interval_start = {}, {}, 0, time.time()
+            if main and step % tc.sample_every == 0:
                 sample()
-            if step % tc.checkpoint_every == 0:
+            if main and step % tc.checkpoint_every == 0:
                 checkpoint()
+    state = "finished" if step >= tc.steps else "stopped"
+    if not main:
+        return {"state": state, "step": step, "stop_reason": stop_reason, "rank": group.rank}
     if not runs.sample_path(run_dir, step).exists():
         sample()
     checkpoint()
     runs.clear_stop(run_dir)
-    state = "finished" if step >= tc.steps else "stopped"
     status = runs.write_status(run_dir, state, step=step, stop_reason=stop_reason,
                                finished=time.time())
     on_event("end", status)
