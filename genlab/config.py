@@ -105,6 +105,8 @@ class TrainConfig:
     sample_every: int = param(250, "Steps between sample grids.", low=1)
     checkpoint_every: int = param(500, "Steps between checkpoints.", low=1)
     max_images: int | None = param(None, "Use at most this many training images (None: all).", low=1)
+    eval_every: int = param(0, "Steps between quick evaluations (judge FID, coverage, code accuracy, "
+                               "ELBO on 2,000 images) logged as eval/*; 0 turns them off.", low=0)
 
     def __post_init__(self):
         validate(self)

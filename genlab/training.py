@@ -24,7 +24,7 @@ from .config import ConfigError, TrainConfig, from_dict, to_dict
 from .data import load_dataset
 from .models import get_model_class
 
-RESUMABLE_CHANGES = {"steps", "log_every", "sample_every", "checkpoint_every", "device"}
+RESUMABLE_CHANGES = {"steps", "log_every", "sample_every", "checkpoint_every", "device", "eval_every"}
 
 
 class TrainingDiverged(RuntimeError):
@@ -192,6 +192,10 @@ def _train(config, tc: TrainConfig, data, device, run_dir: Path, should_stop, on
                        "num_parameters": sum(p.numel() for p in model.parameters())})
     sums, count, interval_start = {}, 0, time.time()
     stop_reason = None
+    evaluator = None
+    if tc.eval_every:
+        from .eval import TrainingEvaluator
+        evaluator = TrainingEvaluator(config["train"])
     with StopSignals() as signals:
         while step < tc.steps:
             if signals.received or runs.stop_requested(run_dir) or (should_stop and should_stop()):
@@ -203,6 +207,11 @@ def _train(config, tc: TrainConfig, data, device, run_dir: Path, should_stop, on
             for key, value in logs.items():
                 sums[key] = sums[key] + value if key in sums else value.clone()
             count += 1
+            eval_started = time.time()
+            evals = evaluator(model) if evaluator and step % tc.eval_every == 0 else {}
+            interval_start += time.time() - eval_started              # images/s counts training time only
+            if evals and not (step % tc.log_every == 0 or step == tc.steps):
+                runs.append_metrics(run_dir, dict(evals, step=step, time=elapsed_before + time.time() - started))
             if step % tc.log_every == 0 or step == tc.steps:
                 now = time.time()
                 record = {key: value.item() / count for key, value in sums.items()}   # one sync per log step
@@ -210,7 +219,7 @@ def _train(config, tc: TrainConfig, data, device, run_dir: Path, should_stop, on
                 if bad:
                     raise TrainingDiverged(f"{', '.join(bad)} became {record[bad[0]]} by step {step}; "
                                            f"training diverged (try a lower learning rate or enable R1)")
-                record.update(step=step, epoch=step * tc.batch_size / len(data),
+                record.update(evals, step=step, epoch=step * tc.batch_size / len(data),
                               time=elapsed_before + now - started,
                               images_per_s=count * tc.batch_size / max(now - interval_start, 1e-9))
                 runs.append_metrics(run_dir, record)
