@@ -129,34 +129,26 @@ def test_shipped_judge_is_accurate_and_real_vs_real_fid_is_small(mnist_data_root
     test, train = load_dataset(config, "test"), load_dataset(config, "train")
     features, logits = judge_outputs(judge, test.images)
     assert (logits.argmax(1) == test.labels).float().mean().item() >= 0.993
-    train_features, _ = judge_outputs(judge, train.images[:5000])
+    train_features, _ = judge_outputs(judge, train.images[:3000])
     floor = fid_from_features(train_features, features)
-    shuffled = fid_from_features(train_features, judge_outputs(judge, test.images.flip(2))[0])   # upside down
-    assert floor < 0.05 * shuffled
+    upside_down = fid_from_features(train_features, judge_outputs(judge, test.images[:3000].flip(2))[0])
+    assert floor < 0.05 * upside_down
 
 
 def test_eval_command_end_to_end_on_a_tiny_run(tmp_path, mnist_data_root):
-    """Train a cGAN and an InfoGAN for a few steps on MNIST, then `python -m genlab.eval RUN`."""
+    """Train a tiny InfoGAN for 2 steps on MNIST with eval_every, then `python -m genlab.eval RUN`."""
     from genlab import train
     from genlab.eval import main
-    for model in ("cgan", "infogan"):
-        run = tmp_path / model
-        model_config = {"g_channels": 8, "d_channels": 8} if model == "cgan" else \
-            {"g_channels": 8, "d_channels": 8, "fc_width": 32, "q_width": 16}
-        train({"train": {"model": model, "dataset": "mnist", "data_root": str(mnist_data_root), "steps": 4,
-                         "batch_size": 16, "log_every": 2, "eval_every": 2, "max_images": 512},
-               "model": model_config}, run)
-        lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-        assert any("eval/fid" in line and "eval/coverage" in line for line in lines)
-        assert main([str(run), "--samples", "300", "--elbo-images", "300"]) == 0
-        report = json.loads((run / "eval.json").read_text())
-        results = report["results"]
-        assert results["fid"]["fid"] > results["fid"]["fid_floor"] >= 0
-        assert 1 <= results["mode_coverage"]["classes_covered"] <= 10
-        if model == "cgan":
-            assert 0 <= results["judge_accuracy"]["judge_accuracy"] <= 1
-            assert any("eval/judge_acc" in line for line in lines)
-        else:
-            assert 0.1 <= results["categorical_accuracy"]["cat_acc"] <= 1
-            assert "purity_mean" in results["category_purity"]
-        assert "| fid: fid |" in (run / "eval.md").read_text()
+    run = tmp_path / "infogan"
+    train({"train": {"model": "infogan", "dataset": "mnist", "data_root": str(mnist_data_root), "steps": 2,
+                     "batch_size": 16, "log_every": 1, "eval_every": 2, "max_images": 512},
+           "model": {"g_channels": 8, "d_channels": 8, "fc_width": 32, "q_width": 16}}, run)
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert any("eval/fid" in line and "eval/coverage" in line and "eval/cat_acc" in line for line in lines)
+    assert main([str(run), "--samples", "300"]) == 0
+    results = json.loads((run / "eval.json").read_text())["results"]
+    assert results["fid"]["fid"] > results["fid"]["fid_floor"] >= 0
+    assert 1 <= results["mode_coverage"]["classes_covered"] <= 10
+    assert 0.1 <= results["categorical_accuracy"]["cat_acc"] <= 1
+    assert 0.1 <= results["category_purity"]["purity_mean"] <= 1
+    assert "| fid: fid |" in (run / "eval.md").read_text()
