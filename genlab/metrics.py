@@ -378,7 +378,7 @@ def metric_inception_fid(context: EvalContext) -> dict:
 
 def evaluate(context: EvalContext, names: list[str] | None = None) -> dict:
     """Run the named metrics (default: all that apply) -> {name: {values}, ...}, with timings."""
-    chosen = names or [name for name, metric in METRICS.items() if metric.applies(context)]
+    chosen = list(names) if names is not None else [n for n, m in METRICS.items() if m.applies(context)]
     unknown = [name for name in chosen if name not in METRICS]
     if unknown:
         raise ValueError(f"unknown metric(s) {', '.join(unknown)}; known: {', '.join(METRICS)}")

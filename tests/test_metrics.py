@@ -152,3 +152,20 @@ def test_eval_command_end_to_end_on_a_tiny_run(tmp_path, mnist_data_root):
     assert 0.1 <= results["categorical_accuracy"]["cat_acc"] <= 1
     assert 0.1 <= results["category_purity"]["purity_mean"] <= 1
     assert "| fid: fid |" in (run / "eval.md").read_text()
+
+
+def test_eval_of_an_rgb_run_reports_why_inception_fid_is_skipped(tmp_path):
+    """RGB data: Inception FID is optional; without torch-fidelity or weights the report says why."""
+    from genlab import train
+    from genlab.eval import main
+    run = tmp_path / "rgb"
+    train({"train": {"model": "dcgan", "dataset": "synthetic", "channels": 3, "image_size": 32, "steps": 1,
+                     "batch_size": 8}, "model": {"g_channels": 8, "d_channels": 8}}, run)
+    weights = tmp_path / "missing.pth"
+    assert main([str(run), "--samples", "50", "--inception-weights", str(weights)]) == 0
+    report = json.loads((run / "eval.json").read_text())
+    assert "inception_fid" in report["skipped"] and "fid" not in report["results"]
+    assert "torch-fidelity" in report["skipped"]["inception_fid"] or str(weights) in report["skipped"]["inception_fid"]
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(run), "--samples", "50", "--metrics", "inception_fid", "--inception-weights", str(weights)])
+    assert exit_info.value.code == 2
