@@ -158,6 +158,7 @@ def importance_weighted_bound(model, x01: torch.Tensor, k: int, chunk: int = 250
 
 @dataclass
 class Metric:
+    """A registered metric: fn(context) -> dict of numbers; applies(context) says if it fits the model/data."""
     fn: Callable[["EvalContext"], dict]
     applies: Callable[["EvalContext"], bool]
     help: str
