@@ -111,6 +111,8 @@ class TrainConfig:
                                "on for CUDA, off on the CPU (measured slower there).",
                                choices=("auto", "on", "off"))
     compile: bool = param(False, "torch.compile the networks (slow first steps, then faster).")
+    eval_every: int = param(0, "Steps between quick evaluations (judge FID, coverage, code accuracy, "
+                               "ELBO on 2,000 images) logged as eval/*; 0 turns them off.", low=0)
 
     def __post_init__(self):
         validate(self)

@@ -26,7 +26,7 @@ from .data import load_dataset
 from .models import get_model_class
 
 RESUMABLE_CHANGES = {"steps", "log_every", "sample_every", "checkpoint_every", "device",
-                     "amp", "channels_last", "compile"}
+                     "amp", "channels_last", "compile", "eval_every"}
 RANK_SEED_STRIDE = 7919          # rank r > 0 draws its batches from seed + 1 + r * stride
 
 
@@ -255,6 +255,10 @@ def _train(config, tc: TrainConfig, data, device, run_dir: Path, should_stop, on
     stop_every = 1 if device.type == "cpu" else tc.log_every
     sums, counts, count, interval_start = {}, {}, 0, time.time()
     stop_reason = None
+    evaluator = None
+    if tc.eval_every and main:
+        from .eval import TrainingEvaluator
+        evaluator = TrainingEvaluator(config["train"])
     with StopSignals() as signals:
         while step < tc.steps:
             if not group.active or step % stop_every == 0:
@@ -275,6 +279,11 @@ def _train(config, tc: TrainConfig, data, device, run_dir: Path, should_stop, on
                 sums[key] = sums[key] + value if key in sums else value.float().clone()
                 counts[key] = counts.get(key, 0) + 1
             count += 1
+            eval_started = time.time()
+            evals = evaluator(model) if evaluator and step % tc.eval_every == 0 else {}
+            interval_start += time.time() - eval_started              # images/s counts training time only
+            if evals and main and not (step % tc.log_every == 0 or step == tc.steps):
+                runs.append_metrics(run_dir, dict(evals, step=step, time=elapsed_before + time.time() - started))
             if step % tc.log_every == 0 or step == tc.steps:
                 now = time.time()
                 keys = list(sums)
@@ -287,7 +296,7 @@ def _train(config, tc: TrainConfig, data, device, run_dir: Path, should_stop, on
                 if bad:
                     raise TrainingDiverged(f"{', '.join(bad)} became {record[bad[0]]} by step {step}; "
                                            f"training diverged (try a lower learning rate or enable R1)")
-                record.update(step=step, epoch=step * images_per_step / len(data),
+                record.update(evals, step=step, epoch=step * images_per_step / len(data),
                               time=elapsed_before + now - started,
                               images_per_s=count * images_per_step / max(now - interval_start, 1e-9))
                 if main:

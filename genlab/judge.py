@@ -1,0 +1,186 @@
+"""The MNIST judge: a small CNN classifier, trained once by `python -m genlab.judge --train` and
+shipped as `checkpoints/mnist-judge.safetensors`; the metrics use it frozen.
+
+Its 128-d penultimate layer is the feature space of classifier-FID, KID and precision/recall
+(the role Inception's pool3 plays for natural images); its softmax is the judge of class
+histograms, cGAN accuracy and InfoGAN category purity.
+
+    python -m genlab.judge --train [--data-root ../shared/data] [--epochs 3] [--out checkpoints/mnist-judge.safetensors]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .runs import atomic_write_bytes, atomic_write_json
+
+JUDGE_FORMAT = "genlab-mnist-judge-1"
+DEFAULT_JUDGE = Path(__file__).resolve().parents[1] / "checkpoints" / "mnist-judge.safetensors"
+FEATURE_DIM = 128
+
+
+class JudgeError(RuntimeError):
+    """The judge checkpoint is missing, unreadable or not a genlab judge."""
+
+
+class MnistJudge(nn.Module):
+    """x (B, 1, 28, 28) in [-1, 1] -> 3x(conv 3x3, BN, ReLU, pool) -> FC 128 (features) -> FC 10 (logits)."""
+
+    def __init__(self):
+        super().__init__()
+        def block(c_in, c_out):
+            return [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(True),
+                    nn.MaxPool2d(2)]
+        self.body = nn.Sequential(*block(1, 32), *block(32, 64), *block(64, 128), nn.Flatten(),  # (B, 128*3*3)
+                                  nn.Dropout(0.2), nn.Linear(128 * 3 * 3, FEATURE_DIM, bias=False),
+                                  nn.BatchNorm1d(FEATURE_DIM), nn.ReLU(True))                   # (B, 128)
+        self.head = nn.Sequential(nn.Dropout(0.2), nn.Linear(FEATURE_DIM, 10))                  # (B, 10)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Penultimate activations (B, 128): the feature space of classifier-FID, KID and P/R."""
+        return self.body(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(x))
+
+
+def check_images(images: torch.Tensor) -> torch.Tensor:
+    """Images for the judge: (B, 1, 28, 28) floats in [-1, 1]; uint8 is converted."""
+    if images.dtype == torch.uint8:
+        images = images.float() / 127.5 - 1.0
+    if images.dim() != 4 or tuple(images.shape[1:]) != (1, 28, 28):
+        raise ValueError(f"the MNIST judge takes (B, 1, 28, 28) images, got {tuple(images.shape)}; "
+                         f"it judges 28x28 grayscale (MNIST) models only")
+    return images.float()
+
+
+@torch.no_grad()
+def judge_outputs(judge: MnistJudge, images: torch.Tensor, batch_size: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
+    """(features (N, 128), logits (N, 10)) of images (N, 1, 28, 28) in [-1, 1], computed in batches."""
+    images = check_images(images)
+    device = next(judge.parameters()).device
+    features, logits = [], []
+    for start in range(0, len(images), batch_size):
+        h = judge.features(images[start:start + batch_size].to(device))
+        features.append(h.float().cpu())
+        logits.append(judge.head(h).float().cpu())
+    return torch.cat(features), torch.cat(logits)
+
+
+def load_judge(path: str | Path | None = None, device: str | torch.device = "cpu") -> MnistJudge:
+    """The frozen judge (eval mode, no gradients) from its safetensors file; nothing is unpickled."""
+    from safetensors import SafetensorError, safe_open
+    path = Path(path) if path else DEFAULT_JUDGE
+    if not path.exists():
+        raise JudgeError(f"no MNIST judge at {path}; train one with `python -m genlab.judge --train "
+                         f"--data-root DATA_ROOT` (about 2 minutes on a CPU)")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            header = json.loads((f.metadata() or {}).get("genlab_judge", "{}"))
+            weights = {key: f.get_tensor(key) for key in f.keys()}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as error:
+        raise JudgeError(f"{path} is not a readable judge checkpoint: {error}") from None
+    if header.get("format") != JUDGE_FORMAT:
+        raise JudgeError(f"{path} is not a genlab MNIST judge (format {header.get('format')!r})")
+    judge = MnistJudge()
+    judge.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in weights.items()})
+    judge.header = header
+    return judge.to(device).eval().requires_grad_(False)
+
+
+def random_shift(x: torch.Tensor, generator: torch.Generator, pixels: int = 2) -> torch.Tensor:
+    """Translate each image by up to `pixels` in x and y (padding with the background, -1)."""
+    b = x.shape[0]
+    padded = F.pad(x, (pixels,) * 4, value=-1.0)                                      # (B, 1, 32, 32)
+    dx, dy = torch.randint(0, 2 * pixels + 1, (2, b), generator=generator)
+    rows = (dy[:, None] + torch.arange(28)[None])                                     # (B, 28)
+    cols = (dx[:, None] + torch.arange(28)[None])                                     # (B, 28)
+    return padded[torch.arange(b)[:, None, None], 0, rows[:, :, None], cols[:, None, :]][:, None]
+
+
+@torch.no_grad()
+def accuracy(judge: MnistJudge, images: torch.Tensor, labels: torch.Tensor) -> float:
+    """Fraction of images the judge labels correctly."""
+    _, logits = judge_outputs(judge, images)
+    return (logits.argmax(1) == labels).float().mean().item()
+
+
+def train_judge(data_root: str | Path, out: str | Path = DEFAULT_JUDGE, epochs: int = 3,
+                batch_size: int = 128, seed: int = 0, log=lambda line: print(line, flush=True)) -> dict:
+    """Train the judge on MNIST train (Adam, one-cycle LR, small random shifts); write weights and a card."""
+    from .config import TrainConfig
+    from .data import load_dataset, to_signed
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    config = TrainConfig(dataset="mnist", data_root=str(data_root))
+    train_data, test_data = load_dataset(config, "train"), load_dataset(config, "test")
+    x_train, y_train = to_signed(train_data.images), train_data.labels                # (60000, 1, 28, 28)
+    judge = MnistJudge()
+    steps_per_epoch = math.ceil(len(x_train) / batch_size)
+    optimizer = torch.optim.Adam(judge.parameters(), lr=3e-3)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=3e-3, total_steps=epochs * steps_per_epoch)
+    started = time.time()
+    for epoch in range(epochs):
+        judge.train()
+        order = torch.randperm(len(x_train), generator=generator)
+        for i in range(steps_per_epoch):
+            index = order[i * batch_size:(i + 1) * batch_size]
+            x = random_shift(x_train[index], generator)
+            loss = F.cross_entropy(judge(x), y_train[index], label_smoothing=0.05)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+        judge.eval()
+        test_acc = accuracy(judge, test_data.images, test_data.labels)
+        log(f"epoch {epoch + 1}/{epochs}: loss {loss.item():.4f}, test accuracy {test_acc:.4%}, "
+            f"{time.time() - started:.0f} s")
+    train_acc = accuracy(judge, train_data.images[:10000], train_data.labels[:10000])
+    judge.load_state_dict({k: v.half().float() if v.is_floating_point() else v   # what fp16 storage keeps
+                           for k, v in judge.state_dict().items()})
+    test_acc = accuracy(judge, test_data.images, test_data.labels)
+    card = {"format": JUDGE_FORMAT, "test_accuracy": test_acc, "test_accuracy_note": "fp16 weights, 10,000 MNIST test images", "train_accuracy_first_10k": train_acc,
+            "epochs": epochs, "batch_size": batch_size, "seed": seed, "feature_dim": FEATURE_DIM,
+            "train_seconds": round(time.time() - started, 1), "torch": torch.__version__,
+            "architecture": "3x(conv3x3 32/64/128, BN, ReLU, maxpool) -> fc128 (features) -> fc10",
+            "input": "(B, 1, 28, 28) float in [-1, 1]"}
+    save_judge(judge, out, card)
+    return card
+
+
+def save_judge(judge: MnistJudge, out: str | Path, card: dict) -> None:
+    """Weights as fp16 safetensors with the card as JSON metadata, plus a human-readable card beside it."""
+    from safetensors.torch import save
+    tensors = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in judge.state_dict().items()}
+    out = Path(out)
+    atomic_write_bytes(out, save(tensors, metadata={"genlab_judge": json.dumps(card)}))
+    atomic_write_json(out.with_suffix(".json"), card)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m genlab.judge", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--train", action="store_true", help="Train the judge and write it to --out.")
+    parser.add_argument("--data-root", default="../shared/data", help="Folder holding MNIST/raw.")
+    parser.add_argument("--out", default=str(DEFAULT_JUDGE), help="Where the judge is written.")
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    if not args.train:
+        judge = load_judge(args.out)
+        print(json.dumps(judge.header, indent=2))
+        return 0
+    card = train_judge(args.data_root, args.out, epochs=args.epochs, seed=args.seed)
+    print(json.dumps(card, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,171 @@
+"""Metrics on cases with known answers (issue 5), the eval command end to end, the shipped judge."""
+import json
+import math
+
+import pytest
+import torch
+
+from genlab import metrics
+from genlab.metrics import (class_histogram, fid_from_features, frechet_distance, hungarian_accuracy,
+                            importance_weighted_bound, kernel_inception_distance, kl_to_uniform,
+                            precision_recall)
+
+
+def test_identical_sets_give_fid_near_zero():
+    x = torch.randn(3000, 32, generator=torch.Generator().manual_seed(0)) @ torch.randn(32, 32)
+    assert fid_from_features(x, x) < 1e-6
+    assert fid_from_features(x, x + 1.0) == pytest.approx(32.0, rel=1e-6)      # a shift adds |d|^2 only
+
+
+def test_two_gaussians_match_the_closed_form():
+    # Diagonal covariances: FID = |m1 - m2|^2 + sum (sqrt(s1) - sqrt(s2))^2.
+    g = torch.Generator().manual_seed(1)
+    m1, m2 = torch.randn(8, generator=g).double(), torch.randn(8, generator=g).double()
+    s1, s2 = torch.rand(8, generator=g).double() + 0.1, torch.rand(8, generator=g).double() + 0.1
+    expected = (m1 - m2).pow(2).sum() + (s1.sqrt() - s2.sqrt()).pow(2).sum()
+    assert frechet_distance(m1, torch.diag(s1), m2, torch.diag(s2)) == pytest.approx(expected.item(), rel=1e-9)
+    # Full covariances against scipy's sqrtm of C1 C2.
+    import numpy as np
+    from scipy.linalg import sqrtm
+    a, b = torch.randn(6, 6, generator=g).double(), torch.randn(6, 6, generator=g).double()
+    c1, c2 = a @ a.T + 0.1 * torch.eye(6, dtype=torch.float64), b @ b.T + 0.1 * torch.eye(6, dtype=torch.float64)
+    reference = ((m1[:6] - m2[:6]).double().pow(2).sum().item() + np.trace(c1.numpy() + c2.numpy())
+                 - 2 * np.trace(sqrtm(c1.numpy() @ c2.numpy())).real)
+    assert frechet_distance(m1[:6], c1, m2[:6], c2) == pytest.approx(reference, rel=1e-7)
+    # From samples: N(0, 1) vs N(3, 4) in 1-D gives 3^2 + (1 - 2)^2 = 10.
+    x = torch.randn(200000, 1, generator=g)
+    y = 3 + 2 * torch.randn(200000, 1, generator=g)
+    assert fid_from_features(x, y) == pytest.approx(10.0, rel=0.02)
+
+
+def test_kid_is_unbiased_near_zero_for_one_distribution_and_positive_otherwise():
+    g = torch.Generator().manual_seed(2)
+    x, y = torch.randn(2000, 16, generator=g), torch.randn(2000, 16, generator=g)
+    same, _ = kernel_inception_distance(x, y, subsets=20, subset_size=500)
+    different, _ = kernel_inception_distance(x, y + 0.5, subsets=20, subset_size=500)
+    assert abs(same) < 2e-3 and different > 20 * abs(same) and different > 0.01
+
+
+def test_precision_recall_known_cases():
+    g = torch.Generator().manual_seed(3)
+    real = torch.randn(1000, 8, generator=g)
+    assert precision_recall(real, real.clone()) == (1.0, 1.0)
+    far = real + 100.0
+    assert precision_recall(real, far) == (0.0, 0.0)
+    # Fakes collapsed onto a small region of the real data: high precision, low recall.
+    collapsed = real[:50].repeat(20, 1) + 1e-3 * torch.randn(1000, 8, generator=g)
+    precision, recall = precision_recall(real, collapsed)
+    assert precision > 0.95 and recall < 0.3
+
+
+def test_class_histogram_and_kl_to_uniform():
+    balanced = torch.arange(10).repeat(100)
+    assert kl_to_uniform(class_histogram(balanced)) == pytest.approx(0.0, abs=1e-12)
+    assert kl_to_uniform(class_histogram(torch.full((100,), 3))) == pytest.approx(math.log(10))
+
+
+def test_perfect_classifier_scores_one_and_matching_recovers_a_permutation():
+    labels = torch.randint(10, (5000,), generator=torch.Generator().manual_seed(4))
+    assert hungarian_accuracy(labels, labels)[0] == 1.0
+    permutation = torch.randperm(10, generator=torch.Generator().manual_seed(5))
+    accuracy, matching = hungarian_accuracy(permutation[labels], labels)
+    assert accuracy == 1.0
+    assert all(permutation[true].item() == cluster for cluster, true in matching.items())
+    noisy = permutation[labels].clone()
+    noisy[:500] = (noisy[:500] + 1) % 10                                       # 10% of them wrong
+    assert hungarian_accuracy(noisy, labels)[0] == pytest.approx(0.9, abs=0.01)
+
+
+def tiny_vae(steps: int = 15):
+    """A real VAE trained a few steps on the synthetic set (so that q(z|x) is not the prior)."""
+    from genlab import build_model
+    from genlab.config import TrainConfig
+    from genlab.data import load_dataset
+    torch.manual_seed(0)
+    data = load_dataset(TrainConfig(dataset="synthetic", image_size=28))
+    model = build_model("vae", {"z_dim": 8, "width": 8, "hidden": 64, "channels": 1, "image_size": 28})
+    optimizers = model.make_optimizers()
+    next_batch = data.batcher(32, torch.Generator().manual_seed(0))
+    for _ in range(steps):
+        model.training_step(next_batch, optimizers, torch.Generator().manual_seed(1))
+    return model.eval(), data
+
+
+def test_importance_weighted_bound_is_above_the_elbo_and_tightens_with_k():
+    model, data = tiny_vae()
+    x01 = torch.bernoulli(data.images[:100].float() / 255, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        bound = {k: importance_weighted_bound(model, x01, k, chunk=64,
+                                              generator=torch.Generator().manual_seed(k)).mean().item()
+                 for k in (1, 10, 50)}
+        recon, kl = model.negative_elbo(x01 * 2 - 1, x01, torch.Generator().manual_seed(9))
+    elbo = -(recon + kl).mean().item()
+    assert bound[1] == pytest.approx(elbo, abs=0.05 * abs(elbo))               # k = 1 is the ELBO
+    assert bound[10] > elbo and bound[50] > bound[10] > bound[1]
+    assert bound[50] < 0                                                       # a log-probability of binary pixels
+
+
+def test_inception_fid_gives_a_clear_message_without_library_or_weights(tmp_path):
+    from genlab.inception import InceptionUnavailable, load_inception
+    with pytest.raises(InceptionUnavailable, match="torch-fidelity|inception-weights"):
+        load_inception(tmp_path / "missing-weights.pth")
+
+
+def test_metric_registry_is_a_plain_dict_of_callables():
+    assert {"fid", "kid", "precision_recall", "mode_coverage", "judge_accuracy", "categorical_accuracy",
+            "category_purity", "elbo", "iwae", "inception_fid"} <= set(metrics.METRICS)
+    assert all(callable(m.fn) and callable(m.applies) for m in metrics.METRICS.values())
+
+
+# ---------------------------------------------------------------- with the shipped judge and real MNIST
+
+def test_shipped_judge_is_accurate_and_real_vs_real_fid_is_small(mnist_data_root):
+    from genlab.config import TrainConfig
+    from genlab.data import load_dataset
+    from genlab.judge import judge_outputs, load_judge
+    judge = load_judge()
+    assert judge.header["test_accuracy"] >= 0.993
+    config = TrainConfig(dataset="mnist", data_root=str(mnist_data_root))
+    test, train = load_dataset(config, "test"), load_dataset(config, "train")
+    features, logits = judge_outputs(judge, test.images)
+    assert (logits.argmax(1) == test.labels).float().mean().item() >= 0.993
+    train_features, _ = judge_outputs(judge, train.images[:3000])
+    floor = fid_from_features(train_features, features)
+    upside_down = fid_from_features(train_features, judge_outputs(judge, test.images[:3000].flip(2))[0])
+    assert floor < 0.05 * upside_down
+
+
+def test_eval_command_end_to_end_on_a_tiny_run(tmp_path, mnist_data_root):
+    """Train a tiny InfoGAN for 2 steps on MNIST with eval_every, then `python -m genlab.eval RUN`."""
+    from genlab import train
+    from genlab.eval import main
+    run = tmp_path / "infogan"
+    train({"train": {"model": "infogan", "dataset": "mnist", "data_root": str(mnist_data_root), "steps": 2,
+                     "batch_size": 16, "log_every": 1, "eval_every": 2, "max_images": 512},
+           "model": {"g_channels": 8, "d_channels": 8, "fc_width": 32, "q_width": 16}}, run)
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert any("eval/fid" in line and "eval/coverage" in line and "eval/cat_acc" in line for line in lines)
+    assert main([str(run), "--samples", "300"]) == 0
+    results = json.loads((run / "eval.json").read_text())["results"]
+    assert results["fid"]["fid"] > results["fid"]["fid_floor"] >= 0
+    assert 1 <= results["mode_coverage"]["classes_covered"] <= 10
+    assert 0.1 <= results["categorical_accuracy"]["cat_acc"] <= 1
+    assert 0.1 <= results["category_purity"]["purity_mean"] <= 1
+    assert "| fid: fid |" in (run / "eval.md").read_text()
+
+
+def test_eval_of_an_rgb_run_reports_why_inception_fid_is_skipped(tmp_path):
+    """RGB data: Inception FID is optional; without torch-fidelity or weights the report says why."""
+    from genlab import train
+    from genlab.eval import main
+    run = tmp_path / "rgb"
+    train({"train": {"model": "dcgan", "dataset": "synthetic", "channels": 3, "image_size": 32, "steps": 1,
+                     "batch_size": 8}, "model": {"g_channels": 8, "d_channels": 8}}, run)
+    weights = tmp_path / "missing.pth"
+    assert main([str(run), "--samples", "50", "--inception-weights", str(weights)]) == 0
+    report = json.loads((run / "eval.json").read_text())
+    assert "inception_fid" in report["skipped"] and "fid" not in report["results"]
+    assert "torch-fidelity" in report["skipped"]["inception_fid"] or str(weights) in report["skipped"]["inception_fid"]
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(run), "--samples", "50", "--metrics", "inception_fid", "--inception-weights", str(weights)])
+    assert exit_info.value.code == 2
