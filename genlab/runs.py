@@ -9,6 +9,7 @@
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -39,7 +40,9 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
+@functools.lru_cache(maxsize=1)
 def current_umask() -> int:
+    """The process umask, read once (reading it means setting it)."""
     mask = os.umask(0)
     os.umask(mask)
     return mask
