@@ -149,6 +149,15 @@ def show(image: np.ndarray, side: int = IMAGE_SIDE) -> np.ndarray:
     return image[..., 0] if image.shape[-1] == 1 else image
 
 
+def render(entry: Loaded, controls: Controls, encoded=None) -> tuple[np.ndarray, str]:
+    """What one slider event does: controls -> latent -> generator -> display image, timed."""
+    start = time.perf_counter()
+    latents = controls.latents(entry.spec, encoded)
+    image = show(L.generate_images(entry.model, latents)[0])
+    ms = (time.perf_counter() - start) * 1000
+    return image, f"server time {ms:.1f} ms (latents, generator, conversion)"
+
+
 # ---------------------------------------------------------------- the Gradio app
 def build_explorer(checkpoints_dir: str | Path = "checkpoints", runs_root: str | Path = "runs"):
     """The explorer as a `gradio.Blocks` (mount it, or `.launch()` it)."""
@@ -169,13 +178,6 @@ def build_explorer(checkpoints_dir: str | Path = "checkpoints", runs_root: str |
             return cache.get(source)
         except Exception as error:                                   # shown in the UI, not a traceback
             raise gr.Error(f"Cannot load {source}: {error}") from None
-
-    def render(entry: Loaded, controls: Controls, encoded):
-        start = time.perf_counter()
-        latents = controls.latents(entry.spec, encoded)
-        image = show(L.generate_images(entry.model, latents)[0])
-        ms = (time.perf_counter() - start) * 1000
-        return image, f"server time {ms:.1f} ms (latents, generator, conversion)"
 
     def z_head_values(entry: Loaded, seed, encoded):
         z = torch.as_tensor(encoded) if encoded is not None else L.prior_latents(entry.spec, seed)["z"][0]
@@ -211,7 +213,8 @@ def build_explorer(checkpoints_dir: str | Path = "checkpoints", runs_root: str |
                                    for i in range(MAX_CATEGORICAL)]
                     cont_sliders = [gr.Slider(-1, 1, 0, step=0.05, label=f"Continuous code {i}", visible=False)
                                     for i in range(MAX_CONTINUOUS)]
-                    z_sliders = [gr.Slider(-3, 3, 0, step=0.05, label=f"z[{i}]", visible=False)
+                    z_sliders = [gr.Slider(-3, 3, 0, step=0.05, label=f"z[{i}]", visible=False,
+                                           elem_id=f"explorer-z{i}")
                                  for i in range(MAX_Z_SLIDERS)]
                 with gr.Column(scale=1):
                     image = gr.Image(label="Generated", format="png", interactive=False, height=IMAGE_SIDE,
@@ -299,7 +302,7 @@ def build_explorer(checkpoints_dir: str | Path = "checkpoints", runs_root: str |
             return render(entry_or_error(source_value), Controls.from_values(values), encoded_value)
 
         gr.on([c.input for c in (label, *z_sliders, *cat_sliders, *cont_sliders)], generate,
-              [source, encoded, *controls], [image, latency], api_name="generate", trigger_mode="always_last",
+              [source, encoded, *controls], [image, latency], api_name="generate", trigger_mode="always_last", queue=False,
               show_progress="hidden")
 
         def on_seed(source_value, *values):
