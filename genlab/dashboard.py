@@ -54,11 +54,11 @@ def metric_keys(records: list[dict]) -> list[str]:
     return sorted(keys, key=lambda k: (order.index(k) if k in order else len(order), k))
 
 
-def curves_figure(series: dict[str, list[dict]], smoothing: float = 0.6, log_y: bool = False,
-                  columns: int = 2):
+def curves_figure(series: dict[str, list[dict]], smoothing: float = 0.6, log_y: bool = False):
     """A plotly figure: one panel per logged metric, each run a faint raw line under its smoothed line."""
     from plotly.subplots import make_subplots
     keys = metric_keys([r for records in series.values() for r in records])
+    columns = 3 if len(keys) > 4 else 2
     rows = max(1, math.ceil(len(keys) / columns))
     fig = make_subplots(rows=rows, cols=columns, subplot_titles=[METRIC_TITLES.get(k, k) for k in keys],
                         horizontal_spacing=0.08, vertical_spacing=min(0.12, 0.5 / rows))
@@ -74,12 +74,12 @@ def curves_figure(series: dict[str, list[dict]], smoothing: float = 0.6, log_y: 
                             name=name, legendgroup=name, showlegend=False, hoverinfo="skip", row=row, col=col)
             fig.add_scatter(x=steps, y=ema(list(values), smoothing), mode="lines",
                             line=dict(color=color, width=2), name=name, legendgroup=name,
-                            showlegend=key_index == 0, hovertemplate=f"{name}<br>step %{{x}}<br>"
+                            showlegend=key_index == 0 and len(series) > 1, hovertemplate=f"{name}<br>step %{{x}}<br>"
                             f"{key} %{{y:.4g}}<extra></extra>", row=row, col=col)
     fig.update_yaxes(type="log" if log_y else "linear")
     fig.update_xaxes(title_text=None, showgrid=True)
-    fig.update_layout(height=max(260, 230 * rows), margin=dict(l=10, r=10, t=40, b=10),
-                      legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0),
+    fig.update_layout(height=max(280, 250 * rows), margin=dict(l=10, r=10, t=60 if len(series) > 1 else 30, b=10),
+                      legend=dict(orientation="h", yanchor="bottom", y=1.04, x=0),
                       uirevision="curves")                     # zoom and pan survive every refresh
     return fig
 
@@ -221,8 +221,8 @@ def run_controls(run_dir: Path, status: dict, key: str) -> None:
     state = runner.shown_state(run_dir, status)
     config = runs.read_json(run_dir / "config.json", {}) or {}
     if runs.is_active(status):
-        if st.button("Stop", icon=":material/stop_circle:", key=f"stop-{key}", disabled=state == "stopping",
-                     help="Finish the current step, save a checkpoint, then stop."):
+        if st.button("Stop", icon=":material/stop_circle:", key=f"stop-{key}", disabled=state != "running",
+                     help="Finish the current step, save a checkpoint, then stop (once the run is running)."):
             runner.stop_run(run_dir)
             st.toast(f"Asked {run_dir.name} to stop; it saves a checkpoint first.")
             st.rerun()
@@ -252,6 +252,9 @@ def live_run(run_dir: Path, overlay: list[Path], smoothing: float, log_y: bool) 
                     f"{train_cfg.get('dataset')} · {status.get('device', train_cfg.get('device', ''))}")
         fraction, text = progress(status, config)
         st.progress(fraction, text=text)
+        if status.get("state") == "starting":
+            st.caption(f"Process {status.get('pid')} is loading the data and building the model "
+                       f"({format_age(time.time() - status.get('heartbeat', time.time()))} so far)…")
     with buttons:
         run_controls(run_dir, status, key=run_dir.name)
     if status.get("state") in ("failed", "interrupted"):
@@ -323,9 +326,10 @@ def run_actions(info: runs.RunInfo) -> None:
     name, active = info.name, runs.is_active(info.status)
     open_col, act_col, del_col = st.columns(3)
     if open_col.button(":material/monitoring:", key=f"open-{name}", help="Open the live view"):
-        st.switch_page("pages/2_Run.py", query_params={"run": name})
+        st.switch_page("pages/2_Live_run.py", query_params={"run": name})
     if active:
-        if act_col.button(":material/stop_circle:", key=f"stop-{name}", disabled=runs.stop_requested(info.path),
+        if act_col.button(":material/stop_circle:", key=f"stop-{name}",
+                          disabled=runner.shown_state(info.path, info.status) != "running",
                           help="Stop (saves a checkpoint first)"):
             runner.stop_run(info.path)
             st.rerun()

@@ -5,6 +5,7 @@ from genlab import ConfigError, dashboard, runner
 from genlab.config import DATASETS
 from genlab.models import MODELS
 
+st.set_page_config(page_title="genlab · train", page_icon=":material/science:", layout="wide")
 st.title("Train a model")
 lim = runner.limits()
 if lim.public:
@@ -27,4 +28,4 @@ if start:
     except (ConfigError, runner.RunnerError, OSError) as error:
         st.error(str(error))
     else:
-        st.switch_page("pages/2_Run.py", query_params={"run": run_dir.name})
+        st.switch_page("pages/2_Live_run.py", query_params={"run": run_dir.name})

@@ -85,7 +85,7 @@ def test_start_watch_and_stop_a_run_in_the_browser(server):
             assert runs.read_status(info.path)["state"] == "stopped"
             assert runs.checkpoint_path(info.path).exists()
 
-            page.goto(f"{url}/latent-explorer")            # the Gradio explorer, on the same port
+            page.goto(f"{url}/Latent_explorer")            # the Gradio explorer, on the same port
             frame = page.frame_locator("iframe").first
             expect(frame.locator(".gradio-container")).to_be_visible(timeout=60_000)
         finally:

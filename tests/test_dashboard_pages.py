@@ -110,7 +110,7 @@ def run_page(name: str | None) -> AppTest:
     at = app()
     if name:
         at.query_params["run"] = name
-    return at.run().switch_page("pages/2_Run.py").run()
+    return at.run().switch_page("pages/2_Live_run.py").run()
 
 
 def test_run_page_without_runs(runs_root):
@@ -183,7 +183,7 @@ def test_train_page_refuses_a_second_run_in_public_mode(runs_root, finished_run,
 
 
 def test_explorer_page_embeds_the_mounted_explorer(runs_root):
-    at = app().run().switch_page("pages/3_Explorer.py").run()
+    at = app().run().switch_page("pages/3_Latent_explorer.py").run()
     assert not at.exception
     assert "/explorer/" in text_of(at)
 

@@ -3,6 +3,7 @@ import streamlit as st
 
 from genlab import dashboard, runner, runs
 
+st.set_page_config(page_title="genlab · live run", page_icon=":material/science:", layout="wide")
 infos = runs.list_runs(runner.runs_root())
 if not infos:
     st.title("Live run")
