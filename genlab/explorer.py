@@ -188,16 +188,18 @@ def build_explorer(checkpoints_dir: str | Path = "checkpoints", runs_root: str |
         gr.Markdown("## genlab latent explorer\nPick a model, then move the sliders: the image follows.")
         initial = choices()
         with gr.Row():
-            source = gr.Dropdown(choices=initial, value=initial[0][1] if initial else None, label="Model",
-                                 info="checkpoints/ and local runs (a run still training too)", scale=4,
-                                 allow_custom_value=True)
-            refresh = gr.Button("Refresh list", scale=1)
-            reload_button = gr.Button("Reload newest checkpoint", scale=1)
-            auto_reload = gr.Checkbox(False, label=f"Reload every {RELOAD_EVERY_S:.0f} s", scale=1)
-        with gr.Row():
-            hub_repo = gr.Textbox(label="Hugging Face Hub repo id", placeholder="user/genlab-mnist-dcgan",
-                                  scale=4)
-            hub_button = gr.Button("Load from Hub", scale=1)
+            with gr.Column(scale=3):
+                source = gr.Dropdown(choices=initial, value=initial[0][1] if initial else None, label="Model",
+                                     info="checkpoints/ and local runs (a run still training too)",
+                                     allow_custom_value=True, elem_id="explorer-model")
+                with gr.Row():
+                    hub_repo = gr.Textbox(label="Hugging Face Hub repo id", placeholder="user/genlab-mnist-dcgan",
+                                          scale=3)
+                    hub_button = gr.Button("Load from Hub", scale=1, size="sm")
+            with gr.Column(scale=1, min_width=180):
+                refresh = gr.Button("Refresh list", size="sm")
+                reload_button = gr.Button("Reload newest checkpoint", size="sm")
+                auto_reload = gr.Checkbox(False, label=f"Reload every {RELOAD_EVERY_S:.0f} s")
         info = gr.Markdown()
         timer = gr.Timer(RELOAD_EVERY_S, active=False)
         encoded = gr.State(None)                    # a VAE's encoded latent (list of floats) or None
@@ -208,10 +210,13 @@ def build_explorer(checkpoints_dir: str | Path = "checkpoints", runs_root: str |
                     with gr.Row():
                         seed = gr.Number(0, label="Seed (draws the z dims without a slider)", precision=0)
                         randomize = gr.Button("Randomize")
-                    label = gr.Dropdown(choices=[0], value=0, label="Class", visible=False, allow_custom_value=True)
-                    cat_sliders = [gr.Slider(0, 9, 0, step=1, label=f"Categorical code {i}", visible=False)
+                    label = gr.Dropdown(choices=[0], value=0, label="Class", visible=False, allow_custom_value=True,
+                                        elem_id="explorer-class")
+                    cat_sliders = [gr.Slider(0, 9, 0, step=1, label=f"Categorical code {i}", visible=False,
+                                             elem_id=f"explorer-cat{i}")
                                    for i in range(MAX_CATEGORICAL)]
-                    cont_sliders = [gr.Slider(-1, 1, 0, step=0.05, label=f"Continuous code {i}", visible=False)
+                    cont_sliders = [gr.Slider(-1, 1, 0, step=0.05, label=f"Continuous code {i}", visible=False,
+                                              elem_id=f"explorer-cont{i}")
                                     for i in range(MAX_CONTINUOUS)]
                     z_sliders = [gr.Slider(-3, 3, 0, step=0.05, label=f"z[{i}]", visible=False,
                                            elem_id=f"explorer-z{i}")
@@ -302,7 +307,7 @@ def build_explorer(checkpoints_dir: str | Path = "checkpoints", runs_root: str |
             return render(entry_or_error(source_value), Controls.from_values(values), encoded_value)
 
         gr.on([c.input for c in (label, *z_sliders, *cat_sliders, *cont_sliders)], generate,
-              [source, encoded, *controls], [image, latency], api_name="generate", trigger_mode="always_last", queue=False,
+              [source, encoded, *controls], [image, latency], api_name="generate", trigger_mode="always_last",
               show_progress="hidden")
 
         def on_seed(source_value, *values):

@@ -50,6 +50,14 @@ def server(tmp_path):
         log.close()
 
 
+def assert_loaded(image, timeout_s: float = 30.0) -> None:
+    """The <img> has decoded a picture (its URL resolves under the mount, not to a 404 or a page)."""
+    deadline = time.time() + timeout_s
+    while not image.evaluate("img => img.complete && img.naturalWidth > 0"):
+        assert time.time() < deadline, f"the image at {image.get_attribute('src')} does not load"
+        time.sleep(0.2)
+
+
 def test_explorer_page_renders_and_a_slider_moves_the_image(server):
     from playwright.sync_api import expect, sync_playwright
     with sync_playwright() as playwright:
@@ -62,6 +70,7 @@ def test_explorer_page_renders_and_a_slider_moves_the_image(server):
             expect(image).to_be_visible(timeout=90_000)                     # the model's first image
             expect(frame.get_by_text("dcgan", exact=True)).to_be_visible()
             expect(frame.get_by_text("server time")).to_be_visible()
+            assert_loaded(image)
             before = image.get_attribute("src")
 
             slider = frame.locator("#explorer-z0 input[type=range]")
@@ -69,5 +78,6 @@ def test_explorer_page_renders_and_a_slider_moves_the_image(server):
             for _ in range(10):
                 slider.press("ArrowRight")                                  # input events, as a drag sends
             expect(image).not_to_have_attribute("src", before, timeout=30_000)
+            assert_loaded(image)                                            # the new image really loads
         finally:
             browser.close()
