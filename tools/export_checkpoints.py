@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import re
-import statistics
 import sys
 from pathlib import Path
 
@@ -45,7 +44,17 @@ def wall_seconds(log: Path | None, model: str) -> str:
     return "not recorded"
 
 
-def card(model: str, run: Path, weights: Path, log: Path | None, dropped: list, shows: str) -> str:
+def throughput(last: dict, train: dict, speeds: list) -> str:
+    """Average images/s over the whole run, and the range of the logged intervals."""
+    if not speeds or not last.get("time"):
+        return "not recorded"
+    average = last["step"] * train.get("batch_size", 64) / last["time"]
+    return (f"{average:.0f} images/s on average; logged intervals ranged {min(speeds):.0f} to "
+            f"{max(speeds):.0f} images/s (the CPU was shared)")
+
+
+def card(model: str, run: Path, weights: Path, log: Path | None, dropped: list, shows: str,
+         finished: bool = True) -> str:
     """The Markdown model card of one exported checkpoint."""
     config = runs.read_json(run / "config.json", {})
     metrics = runs.read_metrics(run)
@@ -54,6 +63,11 @@ def card(model: str, run: Path, weights: Path, log: Path | None, dropped: list, 
     last = metrics[-1] if metrics else {}
     losses = ", ".join(f"{k} {v:.3f}" for k, v in last.items() if k.startswith(("loss/", "info/")))
     train = config.get("train", {})
+    step = genlab.load(weights).checkpoint_header.get("step")
+    steps = f"{step}" if finished else (f"{step} of the command's {train.get('steps')}: exported from the run's "
+                                        f"latest checkpoint while it was still training")
+    speeds = [m["images_per_s"] for m in metrics if "images_per_s" in m and m.get("step", 0) <= step]
+    last = ([m for m in metrics if m.get("step", 0) <= step] or [{}])[-1]
     weights_note = "float16; " + ("discriminator left out (inference only; `genlab.load` gives a model "
                                   "that samples)" if dropped else "encoder and decoder")
     return f"""# {weights.stem}
@@ -63,9 +77,9 @@ def card(model: str, run: Path, weights: Path, log: Path | None, dropped: list, 
 | | |
 |---|---|
 | command | `{COMMAND.format(m=model)}` |
-| steps | {status.get('step')} (batch {train.get('batch_size')}, {float(last.get('epoch', 0)):.1f} epochs), seed {train.get('seed')} |
-| wall time | {wall_seconds(log, model)} (a shared 2-core CPU; other work ran at the same time) |
-| throughput | {statistics.median(speeds) if speeds else float('nan'):.0f} images/s (median of the logged intervals) |
+| steps | {steps} (batch {train.get('batch_size')}, {float(last.get('epoch', 0)):.1f} epochs), seed {train.get('seed')} |
+| wall time | {wall_seconds(log, model) if finished else f"{last.get('time', 0):.0f} s to step {step}"} (a shared 2-core CPU; other work ran at the same time) |
+| throughput | {throughput(last, train, speeds)} |
 | data | MNIST train split, 60000 images, 1 x 28 x 28 |
 | final losses | {losses or 'n/a'} |
 | weights | `{weights.name}`, {weights.stat().st_size / 1e6:.1f} MB, {weights_note} |
@@ -100,13 +114,16 @@ def main() -> None:
     parser.add_argument("--log", default=None, help="the training log with '<model> wall <s> s' lines")
     parser.add_argument("--data-root", default=None, help="MNIST root, to write examples/ (optional)")
     parser.add_argument("--models", nargs="*", default=list(MODELS))
+    parser.add_argument("--allow-unfinished", action="store_true",
+                        help="export a run still training from its latest checkpoint (the card says so)")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for model in args.models:
         run = Path(args.runs) / f"mnist-{model}"
-        if runs.read_status(run).get("state") != "finished":
-            print(f"skip {model}: {run} is {runs.read_status(run).get('state')}")
+        state = runs.read_status(run).get("state")
+        if state != "finished" and not (args.allow_unfinished and runs.checkpoint_path(run).exists()):
+            print(f"skip {model}: {run} is {state}")
             continue
         dropped = [] if model == "vae" else ["discriminator"]
         weights = genlab.export_checkpoint(run, out / f"mnist-{model}.safetensors", half=True, drop=dropped)
@@ -115,7 +132,8 @@ def main() -> None:
         shows = "(to be written after looking at the grid)"
         if card_path.exists() and SHOWS_MARK in card_path.read_text():
             shows = card_path.read_text().split(SHOWS_MARK, 1)[1].strip()
-        card_path.write_text(card(model, run, weights, Path(args.log) if args.log else None, dropped, shows))
+        card_path.write_text(card(model, run, weights, Path(args.log) if args.log else None, dropped, shows,
+                                  finished=state == "finished"))
         print(f"{model}: {weights} {weights.stat().st_size / 1e6:.1f} MB")
     if args.data_root:
         export_examples(args.data_root, out / "examples")

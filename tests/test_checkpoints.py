@@ -1,0 +1,57 @@
+"""The pretrained MNIST checkpoints shipped in checkpoints/: they load through genlab.load, sample,
+stay small, carry a model card with the exact command, and the cGAN's class control gives the
+chosen digit (read by a 1-nearest-neighbour classifier on real MNIST, where it is present)."""
+from pathlib import Path
+
+import pytest
+import torch
+
+import genlab
+
+CHECKPOINTS = Path(__file__).resolve().parents[1] / "checkpoints"
+MODELS = ["gan", "dcgan", "cgan", "infogan", "vae"]
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_checkpoint_loads_samples_and_has_a_card(name):
+    path = CHECKPOINTS / f"mnist-{name}.safetensors"
+    model = genlab.load(path)
+    assert model.name == name and not model.training
+    with torch.no_grad():
+        images = model.sample(8, torch.Generator().manual_seed(0))
+    assert images.shape == (8, 1, 28, 28) and torch.isfinite(images).all()
+    assert images.min() >= -1 and images.max() <= 1 and images.std() > 0.1       # not a blank canvas
+    assert path.stat().st_size < 15e6
+    card = (CHECKPOINTS / f"mnist-{name}.md").read_text()
+    assert f"python train.py --model {name} --dataset mnist" in card and "## What it shows" in card
+    assert "(to be written" not in card
+    assert (CHECKPOINTS / f"mnist-{name}.png").exists()
+
+
+def test_checkpoints_folder_stays_small():
+    total = sum(p.stat().st_size for p in CHECKPOINTS.rglob("*") if p.is_file())
+    assert total < 40e6
+
+
+def test_vae_reconstructs_a_shipped_test_digit():
+    from genlab import latent as L
+    import numpy as np
+    from PIL import Image
+    model = genlab.load(CHECKPOINTS / "mnist-vae.safetensors")
+    digit = np.asarray(Image.open(CHECKPOINTS / "examples" / "mnist-test-7.png"))
+    x = L.prepare_image(digit, 1, 28)
+    decoded = torch.from_numpy(L.generate_images(model, {"z": L.encode_image(model, x)[None]})).float()
+    target = torch.from_numpy(digit).float()[..., None]
+    assert (decoded - target).abs().mean() < 40                   # gray levels; an unrelated digit is ~60+
+
+
+def test_cgan_class_control_gives_the_chosen_digit(mnist_data_root):
+    data = genlab.load_dataset(genlab.TrainConfig(dataset="mnist", data_root=str(mnist_data_root)), "train")
+    reference, labels = data.images[:3000].float().flatten(1) / 255, data.labels[:3000]
+    model = genlab.load(CHECKPOINTS / "mnist-cgan.safetensors")
+    latents = model.sample_latents(200, torch.Generator().manual_seed(0))
+    latents["y"] = torch.arange(10).repeat_interleave(20)
+    with torch.no_grad():
+        images = ((model.generate(**latents) + 1) / 2).flatten(1)
+    read = labels[torch.cdist(images, reference).argmin(1)]
+    assert (read == latents["y"]).float().mean() > 0.6                    # chance is 0.1
