@@ -26,8 +26,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from genlab.explorer import (MAX_CATEGORICAL, MAX_CONTINUOUS, MAX_Z_SLIDERS, Controls, ModelCache,  # noqa: E402
-                             build_explorer, render)
+from genlab.explorer import (EXPLORER_THREADS, MAX_CATEGORICAL, MAX_CONTINUOUS, MAX_Z_SLIDERS,  # noqa: E402
+                             Controls, ModelCache, build_explorer, render)
 
 
 def free_port() -> int:
@@ -48,20 +48,40 @@ def summary(values_ms: list[float]) -> str:
     return f"median {statistics.median(values):6.1f}  p90 {p90:6.1f}  max {values[-1]:6.1f} ms"
 
 
+def framework_floor(events: int) -> list[float]:
+    """Round trips to a Blocks whose handler returns a fixed image: what no model code can go below."""
+    import gradio as gr
+    from gradio_client import Client
+    picture = np.zeros((252, 252), np.uint8)
+    with gr.Blocks() as floor:
+        seed, image = gr.Number(0), gr.Image(format="png")
+        seed.submit(lambda value: picture + int(value) % 255, seed, image, api_name="fixed")
+    port = free_port()
+    floor.launch(prevent_thread_lock=True, server_port=port, quiet=True)
+    try:
+        client, times = Client(f"http://127.0.0.1:{port}/", verbose=False), []
+        for i in range(events):
+            start = time.perf_counter()
+            client.predict(i, api_name="/fixed")
+            times.append((time.perf_counter() - start) * 1000)
+        return times
+    finally:
+        floor.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("checkpoints", nargs="*", help="checkpoint files (default: checkpoints/*.safetensors)")
     parser.add_argument("--events", type=int, default=40, help="slider events per model")
-    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads (default: the explorer's own setting, EXPLORER_THREADS)")
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
     paths = args.checkpoints or sorted(str(p) for p in Path("checkpoints").glob("*.safetensors"))
     if not paths:
         raise SystemExit("no checkpoints: pass checkpoint files or run from the repository root")
     from gradio_client import Client
     folder = Path(paths[0]).parent
-    demo = build_explorer(folder, "/nonexistent-runs")
+    demo = build_explorer(folder, "/nonexistent-runs", torch_threads=args.threads or EXPLORER_THREADS)
     port = free_port()
     demo.launch(prevent_thread_lock=True, server_port=port, quiet=True)
     client = Client(f"http://127.0.0.1:{port}/", verbose=False)
@@ -88,6 +108,9 @@ def main() -> None:
             print(f"{name:16s} in-process render   {summary(direct)}")
             print(f"{'':16s} handler (server)    {summary(function)}")
             print(f"{'':16s} gradio_client trip  {summary(round_trip)}")
+        floor = framework_floor(args.events)
+        print(f"{'floor':16s} gradio_client trip  {summary(floor)}   (a Blocks returning a fixed "
+              f"252x252 PNG, no model: gradio + HTTP + this machine's load)")
     finally:
         demo.close()
 

@@ -30,6 +30,7 @@ RELOAD_EVERY_S = 10.0
 HUB_PREFIX = "hf://"
 IMAGE_SIDE = 256             # generated images are enlarged (nearest neighbour) to about this side
 GRID_SIDE = 640
+EXPLORER_THREADS = 1         # one image per event: one CPU thread is faster than threads waiting on each other
 
 
 # ---------------------------------------------------------------- where models come from
@@ -159,10 +160,14 @@ def render(entry: Loaded, controls: Controls, encoded=None) -> tuple[np.ndarray,
 
 
 # ---------------------------------------------------------------- the Gradio app
-def build_explorer(checkpoints_dir: str | Path = "checkpoints", runs_root: str | Path = "runs"):
-    """The explorer as a `gradio.Blocks` (mount it, or `.launch()` it)."""
+def build_explorer(checkpoints_dir: str | Path = "checkpoints", runs_root: str | Path = "runs",
+                   torch_threads: int | None = EXPLORER_THREADS):
+    """The explorer as a `gradio.Blocks` (mount it, or `.launch()` it). torch_threads sets torch's
+    (process-wide) CPU threads; None leaves them as they are."""
     import gradio as gr
 
+    if torch_threads:
+        torch.set_num_threads(torch_threads)
     cache = ModelCache()
     gif_dir = Path(tempfile.mkdtemp(prefix="genlab-gifs-"))
     examples_dir = Path(checkpoints_dir) / "examples"
