@@ -74,6 +74,8 @@ def main() -> None:
     print("cGAN: share of samples of class y read as digit y by 1-NN")
     print("  " + "  ".join(f"{y}:{s:.2f}" for y, s in enumerate(shares)) + f"   mean {np.mean(shares):.2f}")
 
+    if not (folder / "mnist-infogan.safetensors").exists():
+        return
     info = genlab.load(folder / "mnist-infogan.safetensors")
     spec = info.latent_spec()
     print("InfoGAN: categorical code value -> most frequent digit (share)")

@@ -55,4 +55,4 @@ def test_cgan_class_control_gives_the_chosen_digit(mnist_data_root):
     with torch.no_grad():
         images = ((model.generate(**latents) + 1) / 2).flatten(1)
     read = labels[torch.cdist(images, reference).argmin(1)]
-    assert (read == latents["y"]).float().mean() > 0.6                    # chance is 0.1
+    assert (read == latents["y"]).float().mean() > 0.7      # chance is 0.1; 1-NN reads real digits at ~0.9
