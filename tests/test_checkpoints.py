@@ -56,3 +56,30 @@ def test_cgan_class_control_gives_the_chosen_digit(mnist_data_root):
         images = ((model.generate(**latents) + 1) / 2).flatten(1)
     read = labels[torch.cdist(images, reference).argmin(1)]
     assert (read == latents["y"]).float().mean() > 0.7      # chance is 0.1; 1-NN reads real digits at ~0.9
+
+
+def ink_moments(images):
+    """(slant, width) of each image's ink: -cov(x, y) / var(y) (> 0 leans right) and std(x), in pixels."""
+    ink = ((images.float() + 1) / 2)[:, 0]
+    ys, xs = torch.meshgrid(torch.arange(28.0), torch.arange(28.0), indexing="ij")
+    mass = ink.sum((1, 2))
+    dx = xs - ((ink * xs).sum((1, 2)) / mass)[:, None, None]
+    dy = ys - ((ink * ys).sum((1, 2)) / mass)[:, None, None]
+    moment = lambda a, b: (ink * a * b).sum((1, 2)) / mass          # noqa: E731
+    return -moment(dx, dy) / moment(dy, dy), moment(dx, dx).sqrt()
+
+
+def test_infogan_continuous_codes_are_width_and_slant():
+    model = genlab.load(CHECKPOINTS / "mnist-infogan.safetensors")
+    base = model.sample_latents(64, torch.Generator().manual_seed(7))
+    shapes = {}
+    for code in (0, 1):
+        for value in (-1.0, 1.0):
+            latents = {k: v.clone() for k, v in base.items()}
+            latents["cont"][:, code] = value
+            with torch.no_grad():
+                slant, width = ink_moments(model.generate(**latents))
+            shapes[code, value] = (float(slant.mean()), float(width.mean()))
+    assert shapes[0, 1.0][1] - shapes[0, -1.0][1] > 0.5                  # cont[0] widens the digit
+    assert abs(shapes[0, 1.0][0] - shapes[0, -1.0][0]) < 0.2             # ... without slanting it
+    assert shapes[1, 1.0][0] - shapes[1, -1.0][0] > 0.4                  # cont[1] slants it to the right
