@@ -23,7 +23,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import torch
-from huggingface_hub import ModelCard, PyTorchModelHubMixin
+from huggingface_hub import ModelCard, ModelCardData, PyTorchModelHubMixin
 from torch import nn
 
 from .checkpoint import CheckpointError, drop_parts, model_from_checkpoint, read_checkpoint, save_checkpoint
@@ -41,8 +41,7 @@ MODEL_CARD = """---
 
 # {{ title }}
 
-A **{{ model_name }}** trained with [genlab]({{ repo_url | default("https://github.com/genlab", true) }}),
-a hands-on lab for deep generative image models.
+A genlab **{{ model_name }}** model (genlab: a hands-on lab for deep generative image models).
 
 ![Samples from a fixed seed]({{ sample_grid }})
 
@@ -80,7 +79,7 @@ class HubError(RuntimeError):
 
 
 class GenlabHubModel(nn.Module, PyTorchModelHubMixin, library_name="genlab",
-                     pipeline_tag="unconditional-image-generation", tags=["genlab", "gan", "image-generation"],
+                     pipeline_tag="unconditional-image-generation", tags=["genlab", "image-generation"],
                      model_card_template=MODEL_CARD):
     """A genlab model wrapped for the Hub mixin; its weights live under `model.` like a checkpoint."""
 
@@ -100,8 +99,13 @@ class GenlabHubModel(nn.Module, PyTorchModelHubMixin, library_name="genlab",
         (Path(save_directory) / SAMPLE_GRID_FILE).write_bytes(sample_grid_png(self.model))
 
     def generate_model_card(self, *args, **kwargs) -> ModelCard:
-        """The mixin's card, filled with what this model is and a link to its sample grid."""
-        return super().generate_model_card(*args, **dict(card_fields(self), **kwargs))
+        """The mixin's card template and metadata, tagged with the model's name and filled with what
+        this model is and a link to its sample grid."""
+        info = self._hub_mixin_info
+        data = ModelCardData(**info.model_card_data.to_dict())                  # a copy: tags per model
+        data.tags = sorted(set(data.tags or []) | {self.genlab_meta["model"]})
+        return ModelCard.from_template(card_data=data, template_str=info.model_card_template,
+                                       **dict(card_fields(self), **kwargs))
 
 
 def card_fields(wrapper: GenlabHubModel) -> dict:
@@ -116,7 +120,7 @@ def card_fields(wrapper: GenlabHubModel) -> dict:
         latent += f", categorical codes {spec.categorical}"
     if spec.continuous:
         latent += f", {spec.continuous} continuous codes"
-    rows = "classes 0..9" if spec.num_classes else \
+    rows = f"classes 0..{spec.num_classes - 1}" if spec.num_classes else \
         "the values of the first categorical code" if spec.categorical else "different seeds"
     dataset = meta["train_config"].get("dataset", "unknown")
     return {"title": f"genlab {meta['model']} ({dataset})", "model_name": meta["model"], "step": meta["step"],
