@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import io
 import math
+import os
 import time
 from pathlib import Path
 
@@ -78,10 +79,76 @@ def curves_figure(series: dict[str, list[dict]], smoothing: float = 0.6, log_y: 
                             f"{key} %{{y:.4g}}<extra></extra>", row=row, col=col)
     fig.update_yaxes(type="log" if log_y else "linear")
     fig.update_xaxes(title_text=None, showgrid=True)
-    fig.update_layout(height=max(280, 250 * rows), margin=dict(l=10, r=10, t=60 if len(series) > 1 else 30, b=10),
+    fig.update_layout(template="plotly_white", font=dict(family="Source Sans Pro, sans-serif", size=12),
+                      height=max(280, 250 * rows), margin=dict(l=10, r=10, t=60 if len(series) > 1 else 30, b=10),
                       legend=dict(orientation="h", yanchor="bottom", y=1.04, x=0),
                       uirevision="curves")                     # zoom and pan survive every refresh
     return fig
+
+
+def metrics_signature(run_dirs: list[Path]) -> tuple:
+    """(run folder, size, mtime) of each run's metrics.jsonl: changes exactly when new lines arrive."""
+    signature = []
+    for run_dir in run_dirs:
+        try:
+            stat = (Path(run_dir) / "metrics.jsonl").stat()
+            signature.append((str(run_dir), stat.st_size, stat.st_mtime_ns))
+        except FileNotFoundError:
+            signature.append((str(run_dir), 0, 0))
+    return tuple(signature)
+
+
+@st.cache_resource(max_entries=64, show_spinner=False)
+def cached_curves(signature: tuple, smoothing: float, log_y: bool):
+    """curves_figure for these metric files, built once per version of them (shared by every open tab)."""
+    series = {Path(run_dir).name: runs.read_metrics(Path(run_dir)) for run_dir, _, _ in signature}
+    return curves_figure(series, smoothing, log_y) if any(series.values()) else None
+
+
+# Live curves. st.plotly_chart gives a chart a new identity whenever its data changes, so the browser
+# rebuilds it and the user's zoom is lost at every refresh. This component keeps one element (stable
+# key) and one plot div, and updates it with Plotly.react: with layout.uirevision fixed, zoom and
+# pan survive. plotly.js is the copy in the plotly package, served by genlab.serve ($GENLAB_PLOTLY_JS).
+CURVES_JS = """
+export default function (component) {
+  const { data, parentElement } = component;
+  let plot = parentElement.querySelector("div.genlab-curves");
+  if (!plot) {
+    plot = document.createElement("div");
+    plot.className = "genlab-curves";
+    plot.style.width = "100%";
+    parentElement.appendChild(plot);
+  }
+  if (!window.genlabPlotly) {
+    window.genlabPlotly = new Promise((resolve, reject) => {
+      const script = document.createElement("script");
+      script.src = data.plotly_js;
+      script.onload = () => resolve(window.Plotly);
+      script.onerror = () => reject(new Error("could not load " + data.plotly_js));
+      document.head.appendChild(script);
+    });
+  }
+  const figure = JSON.parse(data.figure);
+  window.genlabPlotly.then((Plotly) =>
+    Plotly.react(plot, figure.data, figure.layout, { displaylogo: false, responsive: true }));
+}
+"""
+
+
+@st.cache_resource(show_spinner=False)
+def curves_component():
+    """The live-curves component, registered once per server."""
+    return st.components.v2.component("genlab_curves", js=CURVES_JS, isolate_styles=False)
+
+
+def live_curves(figure, key: str) -> None:
+    """Show a curves figure; refreshes update it in place (zoom kept) when served by genlab.serve."""
+    plotly_js = os.environ.get("GENLAB_PLOTLY_JS")
+    if plotly_js is None:                       # plain `streamlit run app.py`: no plotly.js route
+        st.plotly_chart(figure, key=key, config={"displaylogo": False})
+        return
+    curves_component()(key=key, data={"figure": figure.to_json(validate=False), "plotly_js": plotly_js},
+                       height=int(figure.layout.height))
 
 
 def format_age(seconds: float) -> str:
@@ -116,6 +183,15 @@ def thumbnail_uri(path: Path | None, size: int = 96) -> str | None:
     """A small PNG of a sample grid as a data: URI (for tables), or None."""
     if path is None:
         return None
+    try:
+        return _thumbnail(str(path), Path(path).stat().st_mtime, size)
+    except OSError:
+        return None
+
+
+@st.cache_data(max_entries=512, show_spinner=False)
+def _thumbnail(path: str, mtime: float, size: int) -> str | None:
+    """thumbnail_uri's work, cached per file version (mtime is part of the key)."""
     from PIL import Image
     try:
         with Image.open(path) as image:
@@ -243,6 +319,9 @@ def run_controls(run_dir: Path, status: dict, key: str) -> None:
 
 def live_run(run_dir: Path, overlay: list[Path], smoothing: float, log_y: bool) -> None:
     """State, progress, Stop/Resume, curves (with overlaid runs) and the newest grid of one run."""
+    if not (run_dir / "config.json").exists():
+        st.warning(f"{run_dir.name} has been deleted.")
+        return
     status = runs.read_status(run_dir)
     config = runs.read_json(run_dir / "config.json", {}) or {}
     train_cfg = config.get("train", {})
@@ -265,10 +344,9 @@ def live_run(run_dir: Path, overlay: list[Path], smoothing: float, log_y: bool) 
                 st.code(status.get("traceback") or log)
     curves, grid = st.columns([3, 2])
     with curves:
-        series = {p.name: runs.read_metrics(p) for p in [run_dir, *overlay]}
-        if any(series.values()):
-            st.plotly_chart(curves_figure(series, smoothing, log_y), key=f"curves-{run_dir.name}",
-                            config={"displaylogo": False})
+        figure = cached_curves(metrics_signature([run_dir, *overlay]), smoothing, log_y)
+        if figure is not None:
+            live_curves(figure, key=f"curves-{run_dir.name}")
         else:
             st.info("No metrics yet: the first line is written after `log_every` steps.")
     with grid:

@@ -13,9 +13,11 @@ if lim.public:
 prefill = dashboard.prefill_from_query()
 models, datasets = sorted(MODELS), list(DATASETS)
 left, right = st.columns(2)
-model = left.selectbox("model", models, index=models.index(prefill.get("model", "dcgan")), key="train.model",
+model = left.selectbox("model", models, index=models.index(prefill.get("model") if prefill.get("model") in models
+                                                         else "dcgan"), key="train.model",
                        help="; ".join(f"{m}: {(MODELS[m].__doc__ or '').strip().splitlines()[0]}" for m in models))
-dataset = right.selectbox("data set", datasets, index=datasets.index(prefill.get("dataset", "mnist")),
+dataset = right.selectbox("data set", datasets, index=datasets.index(prefill.get("dataset") if prefill.get("dataset")
+                                                               in datasets else "mnist"),
                           key="train.dataset")
 
 with st.form("train-form", border=False):

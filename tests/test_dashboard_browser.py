@@ -78,6 +78,19 @@ def test_start_watch_and_stop_a_run_in_the_browser(server):
                                    ".some(p => (p.getAttribute('d') || '').includes('L'))", timeout=60_000)  # a curve
             [info] = runs.list_runs(root)
             assert info.status["state"] == "running"
+
+            # Zoom into the first panel; the 2 s refreshes that bring new points keep the zoom.
+            plot = "document.querySelector('.js-plotly-plot')"
+            box = page.locator(".js-plotly-plot .draglayer .xy .nsewdrag").first.bounding_box()
+            page.mouse.move(box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.5)
+            page.mouse.down()
+            page.mouse.move(box["x"] + box["width"] * 0.7, box["y"] + box["height"] * 0.5, steps=5)
+            page.mouse.up()
+            zoomed = page.evaluate(f"{plot}._fullLayout.xaxis.range")
+            points = page.evaluate(f"{plot}.data[0].x.length")
+            page.wait_for_function(f"{plot}.data[0].x.length > {points} + 1", timeout=60_000)
+            assert page.evaluate(f"{plot}._fullLayout.xaxis.range") == zoomed
+            assert page.evaluate(f"{plot}._fullLayout.xaxis.autorange") is False
             assert page.locator("img[alt], [data-testid='stImage'] img").first.is_visible()
 
             page.get_by_role("button", name="Stop").click()

@@ -207,3 +207,17 @@ def test_progress_text():
     fraction, text = progress({"state": "running", "step": 50, "total_steps": 100, "images_per_s": 64.0,
                                "pid": os.getpid(), "host": socket.gethostname()}, {"train": {"batch_size": 64}})
     assert fraction == 0.5 and text == "step 50 / 100 · 64 images/s · ETA 50 s"
+
+
+def test_run_page_live_curves_component_when_served_with_plotly_js(runs_root, finished_run, monkeypatch):
+    import json
+    monkeypatch.setenv("GENLAB_PLOTLY_JS", "/genlab-assets/plotly.min.js")
+    copy_run(finished_run, runs_root, "tiny-finished")
+    at = run_page("tiny-finished")
+    assert not at.exception
+    [component] = at.get("bidi_component")
+    payload = json.loads(component.proto.json)
+    figure = json.loads(payload["figure"])
+    assert payload["plotly_js"] == "/genlab-assets/plotly.min.js"
+    assert figure["layout"]["uirevision"] == "curves" and len(figure["data"]) == 2 * 5   # 5 metrics, raw + EMA
+    assert not at.get("plotly_chart")
