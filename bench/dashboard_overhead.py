@@ -73,8 +73,34 @@ def start_server(root: Path, port: int, log: Path) -> subprocess.Popen:
     raise RuntimeError(f"the server did not come up; see {log}")
 
 
+def cpu_seconds_by_process() -> dict[int, tuple[int, float]]:
+    """pid -> (parent pid, user + system CPU seconds) of every process, from /proc."""
+    tick, table = os.sysconf("SC_CLK_TCK"), {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            table[int(entry.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
+    return table
+
+
+def dashboard_cpu_seconds(exclude: set[int]) -> float:
+    """CPU seconds so far of this script's descendants (server, chromium), without the `exclude` subtrees."""
+    table = cpu_seconds_by_process()
+    total, todo = 0.0, [os.getpid()]
+    while todo:
+        parent = todo.pop()
+        for pid, (ppid, seconds) in table.items():
+            if ppid == parent and pid not in exclude:
+                total += seconds
+                todo.append(pid)
+    return total
+
+
 def trial(config: dict, root: Path, with_dashboard: bool, args) -> float:
-    """One run, watched or not; returns its images/s."""
+    """One run, watched or not; returns its images/s (and records the dashboard's CPU use)."""
     server = browser = playwright = None
     try:
         if with_dashboard:
@@ -88,6 +114,8 @@ def trial(config: dict, root: Path, with_dashboard: bool, args) -> float:
         if with_dashboard:
             page.goto(f"http://127.0.0.1:{port}/Live_run?run={run_dir.name}")
             shots = 0
+            training = {runs.read_status(run_dir)["pid"]}
+            cpu_start, wall_start = dashboard_cpu_seconds(training), time.time()
             while runs.is_active(runs.read_status(run_dir)):
                 time.sleep(1.0)
                 step = runs.read_status(run_dir).get("step", 0)
@@ -95,6 +123,7 @@ def trial(config: dict, root: Path, with_dashboard: bool, args) -> float:
                     args.screenshots.mkdir(parents=True, exist_ok=True)
                     page.screenshot(path=str(args.screenshots / f"live_step{step}.png"), full_page=True)
                     shots += 1
+            args.dashboard_cpu.append((dashboard_cpu_seconds(training) - cpu_start) / (time.time() - wall_start))
         status = wait_finished(run_dir, args.timeout)
         if status["state"] != "finished":
             raise RuntimeError(f"{run_dir} ended {status['state']}: {status.get('error')}")
@@ -126,6 +155,7 @@ def main() -> None:
     parser.add_argument("--screenshots", type=Path, help="save live-page screenshots here (first 'with' trial)")
     parser.add_argument("--json", type=Path, help="write the numbers here too")
     args = parser.parse_args()
+    args.dashboard_cpu = []
     config = {"train": dict(model=args.model, dataset=args.dataset, data_root=args.data_root, steps=args.steps,
                             batch_size=args.batch_size, log_every=args.log_every, sample_every=args.sample_every,
                             checkpoint_every=10 ** 9, device=args.device), "model": {}}
@@ -142,9 +172,12 @@ def main() -> None:
                 print(f"pair {pair + 1} {mode:7s} dashboard: {images_per_s:8.1f} images/s", flush=True)
     without, with_ = statistics.median(results["without"]), statistics.median(results["with"])
     summary = {"config": config, "images_per_s": results, "median_without": without, "median_with": with_,
-               "ratio": with_ / without, "load_average": os.getloadavg(), "cpus": os.cpu_count()}
+               "ratio": with_ / without, "dashboard_cpu_cores": args.dashboard_cpu,
+               "load_average": os.getloadavg(), "cpus": os.cpu_count()}
     print(f"median without dashboard {without:.1f} images/s, with dashboard open {with_:.1f} images/s: "
           f"{100 * with_ / without:.1f}% (target >= 95%)")
+    print(f"dashboard (server + chromium) CPU while watching: "
+          f"{', '.join(f'{100 * c:.1f}%' for c in args.dashboard_cpu)} of one core ({os.cpu_count()} cores here)")
     if args.json:
         args.json.write_text(json.dumps(summary, indent=2))
 
