@@ -24,6 +24,26 @@ class CheckpointError(RuntimeError):
     """A checkpoint that is missing, corrupt, truncated or does not match its model."""
 
 
+class DroppedPart(torch.nn.Module):
+    """Stands in for a sub-network an inference-only export left out (e.g. a GAN's discriminator)."""
+
+    def __init__(self, name: str):
+        super().__init__()
+        self.part = name
+
+    def forward(self, *args, **kwargs):
+        raise CheckpointError(f"this checkpoint was exported without its {self.part} (inference only): "
+                              f"load the run's full checkpoint to use it")
+
+
+def drop_parts(model, parts) -> None:
+    """Replace the named top-level sub-networks of a model by `DroppedPart`s, in place."""
+    for part in parts:
+        if not isinstance(getattr(model, part, None), torch.nn.Module):
+            raise CheckpointError(f"{model.name} has no sub-network {part!r} to leave out")
+        setattr(model, part, DroppedPart(part))
+
+
 def save_checkpoint(path: Path, model, meta: dict, optimizers: dict | None = None,
                     rng: dict | None = None, half: bool = False) -> None:
     """Write model weights (and optionally optimizer and RNG state) atomically to one file."""
@@ -94,6 +114,7 @@ def model_from_checkpoint(header: dict, tensors: dict, path="checkpoint"):
         model = build_model(header["model"], header["model_config"])
     except (ConfigError, KeyError, TypeError) as error:
         raise CheckpointError(f"{path}: cannot rebuild the model from its header: {error}") from None
+    drop_parts(model, header.get("dropped", []))
     weights = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
     reference = model.state_dict()
     for key, value in weights.items():
@@ -130,11 +151,15 @@ def load(path: str | Path, device: str | torch.device = "cpu"):
     return model.to(device).eval()
 
 
-def export_checkpoint(source: str | Path, destination: str | Path, half: bool = True, **extra_meta) -> Path:
-    """Write an inference-only copy (weights and config, no optimizer or RNG), fp16 by default."""
+def export_checkpoint(source: str | Path, destination: str | Path, half: bool = True, drop=(),
+                      **extra_meta) -> Path:
+    """Write an inference-only copy (weights and config, no optimizer or RNG), fp16 by default;
+    `drop` leaves out sub-networks sampling does not need, e.g. ("discriminator",) for a GAN."""
     header, tensors = read_checkpoint(source)
     model = model_from_checkpoint(header, tensors, source)
+    drop_parts(model, drop)
     meta = {k: header[k] for k in ("step", "train_config") if k in header}
-    meta.update(extra_meta, model_config=header["model_config"])
+    meta.update(extra_meta, model_config=header["model_config"],
+                dropped=sorted(set(header.get("dropped", [])) | set(drop)))
     save_checkpoint(Path(destination), model, meta, half=half)
     return Path(destination)

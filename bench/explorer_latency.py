@@ -1,0 +1,119 @@
+#!/usr/bin/env python
+"""Slider latency of the latent explorer, per model: prints numbers, asserts nothing.
+
+    python bench/explorer_latency.py                    # every checkpoint in checkpoints/
+    python bench/explorer_latency.py --events 50 --threads 2 path/to/ckpt.safetensors ...
+
+For each checkpoint it launches the explorer (build_explorer) on a free localhost port and sends
+slider events through gradio_client (/generate with a new random slider value each time):
+  - function: the handler's own time (compose latent, run the generator, convert; measured inside),
+  - round trip: from the gradio_client call to the image file on the client (queue, PNG encoding,
+    HTTP, download included), i.e. what a browser waits at least.
+The target is < 100 ms from slider event to image on the server for the MNIST models on 2 cores.
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import socket
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from genlab.explorer import (EXPLORER_THREADS, MAX_CATEGORICAL, MAX_CONTINUOUS, MAX_Z_SLIDERS,  # noqa: E402
+                             Controls, ModelCache, build_explorer, render)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def control_values(rng: np.random.Generator, seed: int) -> list:
+    """One random slider position: z sliders, class, categorical and continuous codes."""
+    return [seed, int(rng.integers(10)), *rng.uniform(-2.5, 2.5, MAX_Z_SLIDERS).round(2).tolist(),
+            *rng.integers(0, 10, MAX_CATEGORICAL).tolist(), *rng.uniform(-1, 1, MAX_CONTINUOUS).round(2).tolist()]
+
+
+def summary(values_ms: list[float]) -> str:
+    values = sorted(values_ms)
+    p90 = values[min(len(values) - 1, int(round(0.9 * (len(values) - 1))))]
+    return f"median {statistics.median(values):6.1f}  p90 {p90:6.1f}  max {values[-1]:6.1f} ms"
+
+
+def framework_floor(events: int) -> list[float]:
+    """Round trips to a Blocks whose handler returns a fixed image: what no model code can go below."""
+    import gradio as gr
+    from gradio_client import Client
+    picture = np.zeros((252, 252), np.uint8)
+    with gr.Blocks() as floor:
+        seed, image = gr.Number(0), gr.Image(format="png")
+        seed.submit(lambda value: picture + int(value) % 255, seed, image, api_name="fixed")
+    port = free_port()
+    floor.launch(prevent_thread_lock=True, server_port=port, quiet=True)
+    try:
+        client, times = Client(f"http://127.0.0.1:{port}/", verbose=False), []
+        for i in range(events):
+            start = time.perf_counter()
+            client.predict(i, api_name="/fixed")
+            times.append((time.perf_counter() - start) * 1000)
+        return times
+    finally:
+        floor.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("checkpoints", nargs="*", help="checkpoint files (default: checkpoints/*.safetensors)")
+    parser.add_argument("--events", type=int, default=40, help="slider events per model")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads (default: the explorer's own setting, EXPLORER_THREADS)")
+    args = parser.parse_args()
+    paths = args.checkpoints or sorted(str(p) for p in Path("checkpoints").glob("*.safetensors"))
+    if not paths:
+        raise SystemExit("no checkpoints: pass checkpoint files or run from the repository root")
+    from gradio_client import Client
+    folder = Path(paths[0]).parent
+    demo = build_explorer(folder, "/nonexistent-runs", torch_threads=args.threads or EXPLORER_THREADS)
+    port = free_port()
+    demo.launch(prevent_thread_lock=True, server_port=port, quiet=True)
+    client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+    rng = np.random.default_rng(0)
+    print(f"torch threads {torch.get_num_threads()}, {args.events} slider events per model; times in ms")
+    cache = ModelCache()
+    try:
+        for path in paths:
+            client.predict(path, 0, api_name="/select_model")                   # load + warm up
+            entry = cache.get(path)
+            direct = []
+            for i in range(args.events):
+                start = time.perf_counter()
+                render(entry, Controls.from_values(control_values(rng, i)))
+                direct.append((time.perf_counter() - start) * 1000)
+            function, round_trip = [], []
+            for i in range(args.events):
+                start = time.perf_counter()
+                image_path, timing = client.predict(path, *control_values(rng, i), api_name="/generate")
+                round_trip.append((time.perf_counter() - start) * 1000)
+                function.append(float(re.search(r"server time ([\d.]+) ms", timing).group(1)))
+                assert Path(image_path).exists()
+            name = Path(path).stem
+            print(f"{name:16s} in-process render   {summary(direct)}")
+            print(f"{'':16s} handler (server)    {summary(function)}")
+            print(f"{'':16s} gradio_client trip  {summary(round_trip)}")
+        floor = framework_floor(args.events)
+        print(f"{'floor':16s} gradio_client trip  {summary(floor)}   (a Blocks returning a fixed "
+              f"252x252 PNG, no model: gradio + HTTP + this machine's load)")
+    finally:
+        demo.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,432 @@
+"""The Streamlit dashboard's building blocks; the pages (app.py, pages/*.py) only arrange them.
+
+Everything shown is read from run folders (`genlab.runs`); runs are started, stopped, resumed
+and deleted through `genlab.runner`. Live parts are `st.fragment(run_every=...)` reruns on the
+script thread: no Streamlit call is ever made from a background thread.
+"""
+from __future__ import annotations
+
+import base64
+import io
+import math
+import os
+import time
+from pathlib import Path
+
+import streamlit as st
+
+from . import runner, runs
+from .config import DATASETS, TrainConfig, field_specs
+from .models import MODELS, get_model_class
+
+REFRESH_S = 2.0                       # live views rerun this often
+NOT_PLOTTED = {"step", "epoch", "time", "images_per_s"}
+METRIC_TITLES = {"loss/d": "D loss", "loss/g": "G loss", "d/real": "D(x)", "d/fake": "D(G(z))",
+                 "r1/grad_norm": "R1 gradient norm ‖∇D(x)‖", "loss/total": "VAE negative ELBO",
+                 "loss/recon": "VAE reconstruction −log p(x|z)", "loss/kl": "VAE KL(q(z|x) ‖ p(z))",
+                 "loss/info": "InfoGAN mutual-information loss", "info/mi_cat": "MI lower bound, categorical",
+                 "info/mi_cont": "MI lower bound, continuous", "info/cat_acc": "Q accuracy on categorical code"}
+STATE_STYLES = {"starting": "orange", "running": "green", "stopping": "orange", "stopped": "blue",
+                "finished": "violet", "failed": "red", "interrupted": "red", "missing": "gray"}
+RUN_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2")
+# Train-page fields, in order; data_path is shown only for the data sets that use it.
+TRAIN_FIELDS = ("steps", "batch_size", "device", "seed", "image_size", "channels", "max_images",
+                "log_every", "sample_every", "checkpoint_every")
+
+
+# ---------------------------------------------------------------- numbers (no Streamlit)
+def ema(values: list[float], smoothing: float) -> list[float]:
+    """Bias-corrected exponential moving average: m_t = s m_{t-1} + (1-s) x_t, shown as m_t / (1 - s^t)."""
+    smoothed, mean, weight = [], 0.0, 0.0
+    for value in values:
+        if not math.isfinite(value):
+            smoothed.append(value)
+            continue
+        mean = smoothing * mean + (1 - smoothing) * value
+        weight = smoothing * weight + (1 - smoothing)          # = 1 - s^t over the finite values seen
+        smoothed.append(mean / weight)
+    return smoothed
+
+
+def metric_keys(records: list[dict]) -> list[str]:
+    """The plotted metric names of some metric lines, losses first, in a stable order."""
+    keys = {k for r in records for k, v in r.items() if k not in NOT_PLOTTED and isinstance(v, (int, float))}
+    order = list(METRIC_TITLES)
+    return sorted(keys, key=lambda k: (order.index(k) if k in order else len(order), k))
+
+
+def curves_figure(series: dict[str, list[dict]], smoothing: float = 0.6, log_y: bool = False):
+    """A plotly figure: one panel per logged metric, each run a faint raw line under its smoothed line."""
+    from plotly.subplots import make_subplots
+    keys = metric_keys([r for records in series.values() for r in records])
+    columns = 3 if len(keys) > 4 else 2
+    rows = max(1, math.ceil(len(keys) / columns))
+    fig = make_subplots(rows=rows, cols=columns, subplot_titles=[METRIC_TITLES.get(k, k) for k in keys],
+                        horizontal_spacing=0.08, vertical_spacing=min(0.12, 0.5 / rows))
+    for run_index, (name, records) in enumerate(series.items()):
+        color = RUN_COLORS[run_index % len(RUN_COLORS)]
+        for key_index, key in enumerate(keys):
+            points = [(r["step"], r[key]) for r in records if key in r and "step" in r]
+            if not points:
+                continue
+            steps, values = zip(*points)
+            row, col = key_index // columns + 1, key_index % columns + 1
+            fig.add_scatter(x=steps, y=values, mode="lines", line=dict(color=color, width=1), opacity=0.25,
+                            name=name, legendgroup=name, showlegend=False, hoverinfo="skip", row=row, col=col)
+            fig.add_scatter(x=steps, y=ema(list(values), smoothing), mode="lines",
+                            line=dict(color=color, width=2), name=name, legendgroup=name,
+                            showlegend=key_index == 0 and len(series) > 1, hovertemplate=f"{name}<br>step %{{x}}<br>"
+                            f"{key} %{{y:.4g}}<extra></extra>", row=row, col=col)
+    fig.update_yaxes(type="log" if log_y else "linear")
+    fig.update_xaxes(title_text=None, showgrid=True)
+    fig.update_layout(template="plotly_white", font=dict(family="Source Sans Pro, sans-serif", size=12),
+                      height=max(280, 250 * rows), margin=dict(l=10, r=10, t=60 if len(series) > 1 else 30, b=10),
+                      legend=dict(orientation="h", yanchor="bottom", y=1.04, x=0),
+                      uirevision="curves")                     # zoom and pan survive every refresh
+    return fig
+
+
+def metrics_signature(run_dirs: list[Path]) -> tuple:
+    """(run folder, size, mtime) of each run's metrics.jsonl: changes exactly when new lines arrive."""
+    signature = []
+    for run_dir in run_dirs:
+        try:
+            stat = (Path(run_dir) / "metrics.jsonl").stat()
+            signature.append((str(run_dir), stat.st_size, stat.st_mtime_ns))
+        except FileNotFoundError:
+            signature.append((str(run_dir), 0, 0))
+    return tuple(signature)
+
+
+@st.cache_resource(max_entries=64, show_spinner=False)
+def cached_curves(signature: tuple, smoothing: float, log_y: bool):
+    """curves_figure for these metric files, built once per version of them (shared by every open tab)."""
+    series = {Path(run_dir).name: runs.read_metrics(Path(run_dir)) for run_dir, _, _ in signature}
+    return curves_figure(series, smoothing, log_y) if any(series.values()) else None
+
+
+# Live curves. st.plotly_chart gives a chart a new identity whenever its data changes, so the browser
+# rebuilds it and the user's zoom is lost at every refresh. This component keeps one element (stable
+# key) and one plot div, and updates it with Plotly.react: with layout.uirevision fixed, zoom and
+# pan survive. plotly.js is the copy in the plotly package, served by genlab.serve ($GENLAB_PLOTLY_JS).
+CURVES_JS = """
+export default function (component) {
+  const { data, parentElement } = component;
+  let plot = parentElement.querySelector("div.genlab-curves");
+  if (!plot) {
+    plot = document.createElement("div");
+    plot.className = "genlab-curves";
+    plot.style.width = "100%";
+    parentElement.appendChild(plot);
+  }
+  if (!window.genlabPlotly) {
+    window.genlabPlotly = new Promise((resolve, reject) => {
+      const script = document.createElement("script");
+      script.src = data.plotly_js;
+      script.onload = () => resolve(window.Plotly);
+      script.onerror = () => reject(new Error("could not load " + data.plotly_js));
+      document.head.appendChild(script);
+    });
+  }
+  const figure = JSON.parse(data.figure);
+  window.genlabPlotly.then((Plotly) =>
+    Plotly.react(plot, figure.data, figure.layout, { displaylogo: false, responsive: true }));
+}
+"""
+
+
+@st.cache_resource(show_spinner=False)
+def curves_component():
+    """The live-curves component, registered once per server."""
+    return st.components.v2.component("genlab_curves", js=CURVES_JS, isolate_styles=False)
+
+
+def live_curves(figure, key: str) -> None:
+    """Show a curves figure; refreshes update it in place (zoom kept) when served by genlab.serve."""
+    plotly_js = os.environ.get("GENLAB_PLOTLY_JS")
+    if plotly_js is None:                       # plain `streamlit run app.py`: no plotly.js route
+        st.plotly_chart(figure, key=key, config={"displaylogo": False})
+        return
+    curves_component()(key=key, data={"figure": figure.to_json(validate=False), "plotly_js": plotly_js},
+                       height=int(figure.layout.height))
+
+
+def format_age(seconds: float) -> str:
+    """'12 s', '5 min', '3 h', '2 d'."""
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f} {unit}"
+    return f"{max(seconds, 0):.0f} s"
+
+
+def progress(status: dict, config: dict) -> tuple[float, str]:
+    """(fraction done, 'step 1200 / 3000 · 850 images/s · ETA 2 min') of a run."""
+    step = status.get("step", 0) or 0
+    total = status.get("total_steps") or config.get("train", {}).get("steps") or max(step, 1)
+    text = f"step {step} / {total}"
+    images_per_s = status.get("images_per_s")
+    if images_per_s:
+        text += f" · {images_per_s:,.0f} images/s"
+        if runs.is_active(status) and step < total:
+            batch = config.get("train", {}).get("batch_size", 1)
+            text += f" · ETA {format_age((total - step) * batch / images_per_s)}"
+    return min(step / total, 1.0), text
+
+
+def last_losses(metrics: dict) -> str:
+    """'D 0.52 · G 1.9' from a metric line: the losses only."""
+    return " · ".join(f"{METRIC_TITLES.get(k, k).replace(' loss', '')} {v:.3g}" for k, v in metrics.items()
+                      if k.startswith("loss/") and isinstance(v, (int, float)))
+
+
+def thumbnail_uri(path: Path | None, size: int = 96) -> str | None:
+    """A small PNG of a sample grid as a data: URI (for tables), or None."""
+    if path is None:
+        return None
+    try:
+        return _thumbnail(str(path), Path(path).stat().st_mtime, size)
+    except OSError:
+        return None
+
+
+@st.cache_data(max_entries=512, show_spinner=False)
+def _thumbnail(path: str, mtime: float, size: int) -> str | None:
+    """thumbnail_uri's work, cached per file version (mtime is part of the key)."""
+    from PIL import Image
+    try:
+        with Image.open(path) as image:
+            image.thumbnail((size, size))
+            buffer = io.BytesIO()
+            image.save(buffer, format="PNG")
+    except OSError:
+        return None
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def run_path(name: str | None) -> Path | None:
+    """The folder of the run called `name` under the runs root, or None for an unknown name."""
+    if not name or "/" in name or name.startswith("."):
+        return None
+    path = runner.runs_root() / name
+    return path if (path / "config.json").exists() else None
+
+
+# ---------------------------------------------------------------- widgets
+def field_widget(spec: dict, key: str, default=None):
+    """One input widget for a config field, from its type, choices, range and help."""
+    label = spec["name"].replace("_", " ")
+    value = spec["default"] if default is None else default
+    if spec["choices"]:
+        options = list(spec["choices"])
+        return st.selectbox(label, options, index=options.index(value) if value in options else 0,
+                            help=spec["help"], key=key)
+    if spec["type"] is bool:
+        return st.checkbox(label, value=bool(value), help=spec["help"], key=key)
+    if spec["type"] is int:
+        if value is None:                                  # optional int: empty means None
+            text = st.text_input(label, value="", help=spec["help"] + " Empty: none.", key=key)
+            return int(text) if text.strip().isdigit() else None
+        return st.number_input(label, value=int(value), step=1, help=spec["help"], key=key,
+                               min_value=int(spec["low"]) if spec["low"] is not None else None,
+                               max_value=int(spec["high"]) if spec["high"] is not None else None)
+    if spec["type"] is float:
+        small = spec["log"] or (value and abs(value) < 1e-2)
+        return st.number_input(label, value=float(value), help=spec["help"], key=key,
+                               min_value=float(spec["low"]) if spec["low"] is not None else None,
+                               max_value=float(spec["high"]) if spec["high"] is not None else None,
+                               step=float(value) / 10 if spec["log"] and value else 0.01,
+                               format="%.2e" if small else "%.4g")
+    text = st.text_input(label, value="" if value is None else str(value), help=spec["help"], key=key)
+    return text or (None if spec["default"] is None else text)
+
+
+def config_form(model: str, dataset: str, prefill: dict, lim: runner.Limits) -> dict:
+    """Widgets for the model's own config and the training settings; returns {"train", "model"}."""
+    model_specs = [s for s in field_specs(get_model_class(model).config_class) if not s["derived"]]
+    train_specs = {s["name"]: s for s in field_specs(TrainConfig)}
+    if lim.max_steps is not None:
+        train_specs["steps"] = dict(train_specs["steps"], high=lim.max_steps,
+                                    default=min(train_specs["steps"]["default"], lim.max_steps),
+                                    help=train_specs["steps"]["help"] + f" At most {lim.max_steps} here.")
+    left, right = st.columns(2)
+    with left:
+        st.markdown(f"**{model} hyperparameters**")
+        model_values = {s["name"]: field_widget(s, f"model.{model}.{s['name']}", prefill.get(s["name"]))
+                        for s in model_specs}
+    with right:
+        st.markdown("**Training**")
+        shown = [n for n in TRAIN_FIELDS if not (n == "channels" and dataset != "synthetic")
+                 and not (n == "image_size" and dataset == "mnist")]
+        train_values = {n: field_widget(train_specs[n], f"train.{n}", prefill.get(n)) for n in shown}
+        if dataset in ("mnist", "celeba64"):
+            train_values["data_root"] = st.text_input("data root", value=prefill.get("data_root", runner.data_root()),
+                                                      help=train_specs["data_root"]["help"], key="train.data_root")
+        if dataset in ("imagefolder", "celeba64"):
+            train_values["data_path"] = st.text_input("data path", value=prefill.get("data_path", ""),
+                                                      help=train_specs["data_path"]["help"],
+                                                      key="train.data_path") or None
+    return {"train": dict(train_values, model=model, dataset=dataset), "model": model_values}
+
+
+def prefill_from_query() -> dict:
+    """Form defaults from the page URL (?model=vae&dataset=synthetic&steps=500&z_dim=8), as typed values."""
+    values = {}
+    specs = {s["name"]: s for s in field_specs(TrainConfig)}
+    for cls in MODELS.values():
+        specs.update({s["name"]: s for s in field_specs(cls.config_class)})
+    for name, text in st.query_params.items():
+        spec = specs.get(name)
+        if spec is None:
+            continue
+        try:
+            values[name] = (text.lower() in ("1", "true", "yes")) if spec["type"] is bool else spec["type"](text)
+        except ValueError:
+            pass
+    return values
+
+
+# ---------------------------------------------------------------- run views
+def state_label(run_dir: Path, status: dict) -> str:
+    """The state as a colored badge (Streamlit markdown)."""
+    state = runner.shown_state(run_dir, status)
+    return f":{STATE_STYLES.get(state, 'gray')}-badge[{state}]"
+
+
+def run_controls(run_dir: Path, status: dict, key: str) -> None:
+    """Stop / Resume buttons (and a new total for Resume) for one run."""
+    state = runner.shown_state(run_dir, status)
+    config = runs.read_json(run_dir / "config.json", {}) or {}
+    if runs.is_active(status):
+        if st.button("Stop", icon=":material/stop_circle:", key=f"stop-{key}", disabled=state != "running",
+                     help="Finish the current step, save a checkpoint, then stop (once the run is running)."):
+            runner.stop_run(run_dir)
+            st.toast(f"Asked {run_dir.name} to stop; it saves a checkpoint first.")
+            st.rerun()
+        return
+    total = config.get("train", {}).get("steps", 1)
+    step = status.get("step", 0) or 0
+    new_total = st.number_input("total steps", min_value=1, value=total if step < total else 2 * total,
+                                key=f"steps-{key}", help="Train on to this many steps in total.")
+    if st.button("Resume", icon=":material/play_arrow:", key=f"resume-{key}", type="primary",
+                 help="Continue from the last checkpoint in a new training process."):
+        try:
+            runner.resume_run(run_dir, steps=int(new_total) if new_total != total else None)
+        except (runner.RunnerError, OSError) as error:
+            st.error(str(error))
+        else:
+            st.rerun()
+
+
+def live_run(run_dir: Path, overlay: list[Path], smoothing: float, log_y: bool) -> None:
+    """State, progress, Stop/Resume, curves (with overlaid runs) and the newest grid of one run."""
+    if not (run_dir / "config.json").exists():
+        st.warning(f"{run_dir.name} has been deleted.")
+        return
+    status = runs.read_status(run_dir)
+    config = runs.read_json(run_dir / "config.json", {}) or {}
+    train_cfg = config.get("train", {})
+    head, buttons = st.columns([4, 1])
+    with head:
+        st.markdown(f"### {run_dir.name}  \n{state_label(run_dir, status)} · {train_cfg.get('model')} on "
+                    f"{train_cfg.get('dataset')} · {status.get('device', train_cfg.get('device', ''))}")
+        fraction, text = progress(status, config)
+        st.progress(fraction, text=text)
+        if status.get("state") == "starting":
+            st.caption(f"Process {status.get('pid')} is loading the data and building the model "
+                       f"({format_age(time.time() - status.get('heartbeat', time.time()))} so far)…")
+    with buttons:
+        run_controls(run_dir, status, key=run_dir.name)
+    if status.get("state") in ("failed", "interrupted"):
+        st.error(f"{status['state']}: {status.get('error') or 'no error recorded'}")
+        log = runner.read_log(run_dir)
+        if status.get("traceback") or log:
+            with st.expander("details"):
+                st.code(status.get("traceback") or log)
+    curves, grid = st.columns([3, 2])
+    with curves:
+        figure = cached_curves(metrics_signature([run_dir, *overlay]), smoothing, log_y)
+        if figure is not None:
+            live_curves(figure, key=f"curves-{run_dir.name}")
+        else:
+            st.info("No metrics yet: the first line is written after `log_every` steps.")
+    with grid:
+        samples = runs.list_samples(run_dir)
+        if samples:
+            step, path = samples[-1]
+            st.image(str(path), caption=f"samples at step {step} (the same z every time)", width="stretch")
+        else:
+            st.info("No sample grid yet: the first is written after `sample_every` steps.")
+
+
+def grid_history(run_dir: Path) -> None:
+    """A slider through every sample grid of a run: the same latents over training, as a time-lapse."""
+    samples = runs.list_samples(run_dir)
+    if len(samples) < 2:
+        st.caption("The time-lapse appears once there are two sample grids.")
+        return
+    steps = [s for s, _ in samples]
+    chosen = st.select_slider("grid at step", options=steps, value=steps[-1], key=f"history-{run_dir.name}-{len(steps)}")
+    st.image(str(dict(samples)[chosen]), caption=f"step {chosen} of {steps[-1]}", width=480)
+
+
+def runs_table(root: Path) -> None:
+    """Every run, newest first, one row each, with Open / Stop / Resume / Delete."""
+    infos = runs.list_runs(root)
+    if not infos:
+        st.info(f"No runs yet in `{root}`. Start one on the **Train** page, or from a terminal with "
+                f"`python train.py --model dcgan --dataset mnist --runs-root {root}`.")
+        return
+    widths = [1, 4, 2, 2, 1.5, 3, 1, 2.5]
+    header = st.columns(widths)
+    for column, title in zip(header, ["", "run", "state", "progress", "images/s", "last losses", "age", ""]):
+        column.markdown(f"**{title}**")
+    for info in infos:
+        cells = st.columns(widths, vertical_alignment="center")
+        thumb = thumbnail_uri(info.newest_sample)
+        if thumb:
+            cells[0].image(thumb, width=56)
+        cfg = info.config.get("train", {})
+        cells[1].markdown(f"**{info.name}**  \n{cfg.get('model', '?')} · {cfg.get('dataset', '?')}")
+        cells[2].markdown(state_label(info.path, info.status))
+        fraction, _ = progress(info.status, info.config)
+        cells[3].progress(fraction, text=f"{info.status.get('step', 0)} / "
+                                         f"{info.status.get('total_steps') or cfg.get('steps', '?')}")
+        ips = info.status.get("images_per_s") or info.last_metrics.get("images_per_s")
+        cells[4].markdown(f"{ips:,.0f}" if ips else "–")
+        cells[5].markdown(last_losses(info.last_metrics) or "–")
+        cells[6].markdown(format_age(time.time() - info.created))
+        with cells[7]:
+            run_actions(info)
+
+
+def run_actions(info: runs.RunInfo) -> None:
+    """Open / Stop / Resume / Delete (with confirmation) for one row of the runs table."""
+    name, active = info.name, runs.is_active(info.status)
+    open_col, act_col, del_col = st.columns(3)
+    if open_col.button(":material/monitoring:", key=f"open-{name}", help="Open the live view"):
+        st.switch_page("pages/2_Live_run.py", query_params={"run": name})
+    if active:
+        if act_col.button(":material/stop_circle:", key=f"stop-{name}",
+                          disabled=runner.shown_state(info.path, info.status) != "running",
+                          help="Stop (saves a checkpoint first)"):
+            runner.stop_run(info.path)
+            st.rerun()
+    elif act_col.button(":material/play_arrow:", key=f"resume-{name}", help="Resume from the last checkpoint"):
+        try:
+            runner.resume_run(info.path)
+        except runner.RunnerError as error:
+            st.session_state["runs_table_error"] = str(error)
+        st.rerun()
+    if del_col.button(":material/delete:", key=f"delete-{name}", help="Delete (asks first)"):
+        st.session_state["confirm_delete"] = name
+        st.rerun()
+    if st.session_state.get("confirm_delete") == name:
+        st.warning(f"Delete **{name}** and all its files?" + (" It is running: it is stopped first." if active else ""))
+        yes, no = st.columns(2)
+        if yes.button("Yes, delete", key=f"confirm-delete-{name}", type="primary"):
+            runner.delete_run(info.path)
+            st.session_state.pop("confirm_delete", None)
+            st.rerun()
+        if no.button("Cancel", key=f"cancel-delete-{name}"):
+            st.session_state.pop("confirm_delete", None)
+            st.rerun()

@@ -1,0 +1,100 @@
+"""One server, one port: the Streamlit dashboard at / and the Gradio latent explorer at /explorer.
+
+    python -m genlab.serve --port 8501
+
+Streamlit's ASGI `st.App` takes extra Starlette routes; the Gradio Blocks is turned into its own
+ASGI app (gradio's `mount_gradio_app` on a bare FastAPI shell), mounted at /explorer, and the shell's
+lifespan (which runs Gradio's startup events and its queue) is entered inside st.App's lifespan.
+The same command works locally, behind a proxy and in a single-port container (Docker Space: 7860).
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import os
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+HOME_SCRIPT = REPO / "app.py"
+EXPLORER_PATH = "/explorer"
+QUEUE_IDLE_POLL_S = 0.02
+PLOTLY_JS_ROUTE = "/genlab-assets/plotly.min.js"
+
+
+def explorer_routes(blocks) -> tuple[list, object]:
+    """Starlette routes serving `blocks` at /explorer, and the ASGI app whose lifespan must run."""
+    import fastapi
+    import gradio as gr
+    shell = fastapi.FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
+    gr.mount_gradio_app(shell, blocks, path=EXPLORER_PATH, footer_links=["api"], run_history=False)
+    mounts = [route for route in shell.routes if getattr(route, "path", None) == EXPLORER_PATH]
+    # Gradio's idle queue polls every 1 ms (about 5% of a core here, taken from training on a small
+    # machine); 20 ms between polls keeps events prompt and the idle cost near zero.
+    queue = getattr(blocks, "_queue", None)
+    if queue is not None and hasattr(queue, "sleep_when_free"):
+        queue.sleep_when_free = max(queue.sleep_when_free, QUEUE_IDLE_POLL_S)
+        queue.progress_update_sleep_when_free = max(queue.progress_update_sleep_when_free, 0.1)
+    return mounts, shell
+
+
+def build_app(explorer=None):
+    """The st.App for app.py with the explorer (default: genlab.explorer.build_explorer()) at /explorer."""
+    import streamlit as st
+    from starlette.routing import Route
+    if explorer is None:
+        from .explorer import build_explorer
+        explorer = build_explorer(checkpoints_dir=os.environ.get("GENLAB_CHECKPOINTS", "checkpoints"),
+                                  runs_root=os.environ.get("GENLAB_RUNS_ROOT", "runs"))
+    routes, shell = explorer_routes(explorer)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        async with shell.router.lifespan_context(shell):        # Gradio's startup events and queue
+            yield None
+
+    os.environ["GENLAB_PLOTLY_JS"] = PLOTLY_JS_ROUTE          # the live curves load plotly.js from here
+    return st.App(str(HOME_SCRIPT), routes=[*routes, Route(PLOTLY_JS_ROUTE, plotly_js)], lifespan=lifespan)
+
+
+async def plotly_js(request):
+    """plotly.min.js from the installed plotly package (no CDN: works offline and in a container)."""
+    import plotly
+    from starlette.responses import FileResponse
+    return FileResponse(Path(plotly.__file__).parent / "package_data" / "plotly.min.js",
+                        media_type="text/javascript", headers={"Cache-Control": "public, max-age=86400"})
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Parse the options, set the environment the pages read, and serve until interrupted."""
+    parser = argparse.ArgumentParser(prog="python -m genlab.serve", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", os.environ.get("GENLAB_PORT", 8501))),
+                        help="port (default: $PORT, $GENLAB_PORT or 8501; Hugging Face Spaces use 7860)")
+    parser.add_argument("--host", default=os.environ.get("GENLAB_HOST", "127.0.0.1"),
+                        help="address to listen on (default 127.0.0.1; 0.0.0.0 in a container)")
+    parser.add_argument("--runs-root", default=os.environ.get("GENLAB_RUNS_ROOT", "runs"),
+                        help="folder of run folders (default: $GENLAB_RUNS_ROOT or ./runs)")
+    parser.add_argument("--data-root", default=os.environ.get("GENLAB_DATA_ROOT", "./data"),
+                        help="default data root of new runs (default: $GENLAB_DATA_ROOT or ./data)")
+    parser.add_argument("--checkpoints", default=os.environ.get("GENLAB_CHECKPOINTS", "checkpoints"),
+                        help="folder of exported checkpoints for the explorer (default: ./checkpoints)")
+    parser.add_argument("--public", action="store_true",
+                        help="public demo: one run at a time, capped steps (also GENLAB_PUBLIC=1)")
+    args = parser.parse_args(argv)
+    os.environ.update(GENLAB_RUNS_ROOT=str(Path(args.runs_root).resolve()),
+                      GENLAB_DATA_ROOT=args.data_root, GENLAB_CHECKPOINTS=str(Path(args.checkpoints).resolve()))
+    if args.public:
+        os.environ["GENLAB_PUBLIC"] = "1"
+    sys.argv = [str(HOME_SCRIPT)]        # st.App.run anchors sys.path and .streamlit/ at the launcher
+    app = build_app()
+    import plotly.subplots  # noqa: F401  (imported once here, with torch, gradio and streamlit, then frozen:)
+    import genlab.dashboard  # noqa: F401
+    gc.freeze()                          # full collections then skip these long-lived objects (CPU for training)
+    app.run(config={"server.port": args.port, "server.address": args.host, "server.headless": True,
+                            "browser.gatherUsageStats": False, "server.fileWatcherType": "none",
+                            "server.runOnSave": False, "client.toolbarMode": "minimal"})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,223 @@
+"""AppTest of every dashboard page with no runs, a finished run, a running run and a failed run."""
+import os
+import shutil
+import socket
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from genlab import runs, train
+from genlab.dashboard import curves_figure, ema, metric_keys, progress
+from genlab.training import make_config
+
+REPO = Path(__file__).resolve().parents[1]
+TIMEOUT = 60
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory) -> Path:
+    """A real tiny run on the synthetic set, trained to the end in this process."""
+    run_dir = tmp_path_factory.mktemp("trained") / "tiny-finished"
+    config = make_config(dict(model="dcgan", dataset="synthetic", image_size=16, steps=6, batch_size=8,
+                              log_every=2, sample_every=3, checkpoint_every=3, device="cpu"),
+                         dict(g_channels=4, d_channels=4, z_dim=8))
+    train(config, run_dir)
+    return run_dir
+
+
+@pytest.fixture
+def runs_root(tmp_path, monkeypatch) -> Path:
+    root = tmp_path / "runs"
+    root.mkdir()
+    monkeypatch.setenv("GENLAB_RUNS_ROOT", str(root))
+    monkeypatch.delenv("GENLAB_PUBLIC", raising=False)
+    return root
+
+
+def copy_run(source: Path, root: Path, name: str, **status) -> Path:
+    """A copy of a run folder with some status fields replaced (as its training process would write them)."""
+    run_dir = root / name
+    shutil.copytree(source, run_dir)
+    if status:
+        runs.atomic_write_json(run_dir / "status.json", dict(runs.read_json(run_dir / "status.json"), **status))
+    return run_dir
+
+
+def running(source: Path, root: Path) -> Path:
+    """A run whose status names a live process on this host: this test process."""
+    return copy_run(source, root, "tiny-running", state="running", step=4, total_steps=6,
+                    pid=os.getpid(), host=socket.gethostname())
+
+
+def failed(source: Path, root: Path) -> Path:
+    return copy_run(source, root, "tiny-failed", state="failed",
+                    error="DataError: MNIST not found under ./nowhere; pass --data-root")
+
+
+def app() -> AppTest:
+    return AppTest.from_file(str(REPO / "app.py"), default_timeout=TIMEOUT)
+
+
+def text_of(at: AppTest) -> str:
+    return "\n".join(str(e.value) for kind in ("markdown", "caption", "info", "error", "warning", "title")
+                     for e in getattr(at, kind))
+
+
+# ---------------------------------------------------------------- home
+def test_home_without_runs(runs_root):
+    at = app().run()
+    assert not at.exception
+    assert "No runs yet" in text_of(at)
+
+
+def test_home_lists_runs_with_state_and_actions(runs_root, finished_run):
+    copy_run(finished_run, runs_root, "tiny-finished")
+    running(finished_run, runs_root)
+    failed(finished_run, runs_root)
+    at = app().run()
+    assert not at.exception
+    text = text_of(at)
+    for name, state in (("tiny-finished", "finished"), ("tiny-running", "running"), ("tiny-failed", "failed")):
+        assert name in text and f"[{state}]" in text
+    assert sorted(p.text for p in at.get("progress")) == ["4 / 6", "6 / 6", "6 / 6"]
+    keys = {b.key for b in at.button}
+    assert {"stop-tiny-running", "resume-tiny-finished", "resume-tiny-failed", "delete-tiny-failed"} <= keys
+    assert "stop-tiny-finished" not in keys and "resume-tiny-running" not in keys
+
+
+def test_home_delete_asks_first(runs_root, finished_run):
+    copy_run(finished_run, runs_root, "tiny-finished")
+    at = app().run()
+    at.button(key="delete-tiny-finished").click().run()
+    assert (runs_root / "tiny-finished").exists()
+    assert any("Delete" in w.value for w in at.warning)
+    at.button(key="confirm-delete-tiny-finished").click().run()
+    assert not at.exception
+    assert not (runs_root / "tiny-finished").exists()
+
+
+def test_home_stop_writes_a_stop_request(runs_root, finished_run):
+    run_dir = running(finished_run, runs_root)
+    at = app().run()
+    at.button(key="stop-tiny-running").click().run()
+    assert runs.stop_requested(run_dir)
+    assert "[stopping]" in text_of(at)
+
+
+# ---------------------------------------------------------------- live run page
+def run_page(name: str | None) -> AppTest:
+    at = app()
+    if name:
+        at.query_params["run"] = name
+    return at.run().switch_page("pages/2_Live_run.py").run()
+
+
+def test_run_page_without_runs(runs_root):
+    at = run_page(None)
+    assert not at.exception
+    assert "No runs yet" in text_of(at)
+
+
+def test_run_page_finished_run(runs_root, finished_run):
+    copy_run(finished_run, runs_root, "tiny-finished")
+    at = run_page("tiny-finished")
+    assert not at.exception
+    assert "[finished]" in text_of(at)
+    assert at.get("plotly_chart"), "no loss curves"
+    assert at.get("image"), "no sample grid"
+    assert at.button(key="resume-tiny-finished") and not [b for b in at.button if b.key == "stop-tiny-finished"]
+    assert at.number_input(key="steps-tiny-finished").value == 12          # resume trains on to twice as far
+
+
+def test_run_page_running_run_can_be_stopped(runs_root, finished_run):
+    run_dir = running(finished_run, runs_root)
+    at = run_page("tiny-running")
+    assert not at.exception
+    assert "[running]" in text_of(at) and "step 4 / 6" in at.get("progress")[0].text
+    at.button(key="stop-tiny-running").click().run()
+    assert runs.stop_requested(run_dir)
+
+
+def test_run_page_failed_run_shows_error_and_overlay(runs_root, finished_run):
+    copy_run(finished_run, runs_root, "tiny-finished")
+    failed(finished_run, runs_root)
+    at = run_page("tiny-failed")
+    assert not at.exception
+    assert any("MNIST not found" in e.value for e in at.error)
+    at.multiselect(key="run.overlay").select("tiny-finished").run()
+    assert not at.exception
+    assert at.get("plotly_chart")
+    at.toggle(key="run.log_y").set_value(True).run()
+    assert not at.exception
+
+
+# ---------------------------------------------------------------- train page
+def train_page(**query) -> AppTest:
+    at = app()
+    at.query_params.update(query)
+    return at.run().switch_page("pages/1_Train.py").run()
+
+
+@pytest.mark.parametrize("model", ["gan", "dcgan", "cgan", "infogan", "vae"])
+def test_train_page_builds_widgets_from_the_model_config(runs_root, model):
+    from genlab.config import field_specs
+    from genlab.models import get_model_class
+    at = train_page(model=model, dataset="synthetic")
+    assert not at.exception
+    keys = {w.key for kind in ("number_input", "selectbox", "checkbox", "text_input") for w in getattr(at, kind)}
+    for spec in field_specs(get_model_class(model).config_class):
+        assert (f"model.{model}.{spec['name']}" in keys) != spec["derived"], spec["name"]
+    assert {"train.steps", "train.batch_size", "train.device", "train.channels"} <= keys
+
+
+def test_train_page_refuses_a_second_run_in_public_mode(runs_root, finished_run, monkeypatch):
+    monkeypatch.setenv("GENLAB_PUBLIC", "1")
+    running(finished_run, runs_root)
+    at = train_page(model="vae", dataset="synthetic", steps="10")
+    assert at.number_input(key="train.steps").value == 10
+    at.button[0].click().run()          # the form's Start button
+    assert not at.exception
+    assert any("at most 1 training run" in e.value for e in at.error)
+    assert len(list(runs_root.iterdir())) == 1
+
+
+def test_explorer_page_embeds_the_mounted_explorer(runs_root):
+    at = app().run().switch_page("pages/3_Latent_explorer.py").run()
+    assert not at.exception
+    assert "/explorer/" in text_of(at)
+
+
+# ---------------------------------------------------------------- numbers behind the views
+def test_ema_is_bias_corrected():
+    assert ema([4.0, 4.0, 4.0], 0.9) == pytest.approx([4.0, 4.0, 4.0])     # no pull towards 0
+    assert ema([0.0, 10.0], 0.5) == pytest.approx([0.0, 5.0 / 0.75])           # m_2 / (1 - 0.5^2)
+    assert ema([1.0, 2.0, 3.0], 0.0) == [1.0, 2.0, 3.0]
+
+
+def test_curves_figure_has_a_raw_and_a_smoothed_line_per_metric_and_run():
+    records = [{"step": s, "loss/d": 1.0 / s, "loss/g": 2.0, "d/real": 0.5, "images_per_s": 9.0} for s in (1, 2, 3)]
+    fig = curves_figure({"a": records, "b": records[:2]}, smoothing=0.5, log_y=True)
+    assert metric_keys(records) == ["loss/d", "loss/g", "d/real"]
+    assert len(fig.data) == 2 * 3 * 2
+    assert fig.layout.uirevision == "curves" and fig.layout.yaxis.type == "log"
+
+
+def test_progress_text():
+    fraction, text = progress({"state": "running", "step": 50, "total_steps": 100, "images_per_s": 64.0,
+                               "pid": os.getpid(), "host": socket.gethostname()}, {"train": {"batch_size": 64}})
+    assert fraction == 0.5 and text == "step 50 / 100 · 64 images/s · ETA 50 s"
+
+
+def test_run_page_live_curves_component_when_served_with_plotly_js(runs_root, finished_run, monkeypatch):
+    import json
+    monkeypatch.setenv("GENLAB_PLOTLY_JS", "/genlab-assets/plotly.min.js")
+    copy_run(finished_run, runs_root, "tiny-finished")
+    at = run_page("tiny-finished")
+    assert not at.exception
+    [component] = at.get("bidi_component")
+    payload = json.loads(component.proto.json)
+    figure = json.loads(payload["figure"])
+    assert payload["plotly_js"] == "/genlab-assets/plotly.min.js"
+    assert figure["layout"]["uirevision"] == "curves" and len(figure["data"]) == 2 * 5   # 5 metrics, raw + EMA
+    assert not at.get("plotly_chart")

@@ -1,0 +1,225 @@
+"""The latent explorer: its pure latent logic, then the Gradio app driven through gradio_client
+against a launched Blocks on a free localhost port (each model, sweeps, slerp GIF, VAE encoding,
+reloading a run that is still training)."""
+import json
+import os
+import socket
+import time
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from genlab import latent as L
+from genlab.checkpoint import save_checkpoint
+from genlab.models import build_model
+from genlab.models.base import LatentSpec
+
+TINY = {"gan": {"z_dim": 16, "g_hidden": 32, "d_hidden": 16, "maxout_pieces": 2},
+        "dcgan": {"z_dim": 16, "g_channels": 8, "d_channels": 8},
+        "cgan": {"z_dim": 16, "g_channels": 8, "d_channels": 8},
+        "infogan": {"z_dim": 16, "g_channels": 8, "d_channels": 8, "fc_width": 32, "q_width": 16},
+        "vae": {"z_dim": 8, "width": 8, "hidden": 32}}
+
+
+def tiny_model(name: str, seed: int = 0):
+    """A small model with PyTorch's default (variance-keeping) init, so every input moves the image."""
+    torch.manual_seed(seed)
+    model = build_model(name, dict(TINY[name], image_size=28, channels=1, num_classes=10))
+    for module in model.modules():
+        if module is not model and hasattr(module, "reset_parameters"):
+            module.reset_parameters()
+    return model.eval()
+
+
+def write_checkpoint(path, name, seed=0):
+    save_checkpoint(path, tiny_model(name, seed), {"step": 7, "train_config": {"dataset": "synthetic"}})
+
+
+# ---------------------------------------------------------------- pure logic
+def test_slerp_ends_and_keeps_norm():
+    a, b = torch.randn(1, 64), torch.randn(1, 64)
+    b = b / b.norm() * a.norm()
+    assert torch.allclose(L.slerp(a, b, 0.0), a, atol=1e-5)
+    assert torch.allclose(L.slerp(a, b, 1.0), b, atol=1e-5)
+    middle = L.slerp(a, b, 0.5)
+    assert abs(middle.norm() - a.norm()) < 1e-4          # on the great circle, unlike a straight line
+    assert (0.5 * (a + b)).norm() < a.norm() - 1e-3
+
+
+def test_compose_latents_sets_the_controls():
+    spec = LatentSpec(z_dim=10, num_classes=10, categorical=[10, 4], continuous=2)
+    base = L.prior_latents(spec, 3)
+    latents = L.compose_latents(spec, 3, z_head=[1.5, -2.0], label=7, cat=[9, 2.0], cont=[0.25, -0.5])
+    assert latents["z"][0, :2].tolist() == [1.5, -2.0]
+    assert torch.equal(latents["z"][0, 2:], base["z"][0, 2:])      # the rest comes from the seed
+    assert latents["y"].tolist() == [7] and latents["cat"].tolist() == [[9, 2]]
+    assert latents["cont"].tolist() == [[0.25, -0.5]]
+    with pytest.raises(ValueError, match="no latent axis"):
+        L.check_axis(spec, L.Axis("cont", 2))
+    assert L.parse_axis("cat[1]") == L.Axis("cat", 1) and L.parse_axis("class") == L.Axis("y")
+
+
+def test_sweep_grid_shape_and_columns_differ():
+    model = tiny_model("infogan")
+    base = [L.compose_latents(model.latent_spec(), 0)]
+    grid = L.sweep_grid(model, base, L.Axis("cat", 0), 5, L.Axis("cont", 0))
+    assert grid.shape == (5 * 30 + 2, 10 * 30 + 2, 1)             # rows: 5 cont values, cols: 10 categories
+    first, second = grid[2:30, 2:30], grid[2:30, 32:60]
+    assert np.abs(first.astype(int) - second).mean() > 0.1
+
+
+def test_gif_has_every_frame_back_and_forth():
+    frames = np.stack([np.full((8, 8, 1), 20 * i, np.uint8) for i in range(6)])
+    gif = Image.open(__import__("io").BytesIO(L.encode_gif(frames)))
+    assert gif.format == "GIF" and gif.n_frames == 6 + 4
+
+
+def test_prepare_image_inverts_a_dark_digit_on_white():
+    picture = np.full((56, 56, 3), 255, np.uint8)
+    picture[14:42, 24:32] = 0                                        # a black "1" on white paper
+    x = L.prepare_image(picture, channels=1, size=28)
+    assert x.shape == (1, 1, 28, 28)
+    assert x[0, 0, 0, 0] == -1 and x[0, 0, 14, 14] > 0.9              # background black, stroke white
+
+
+# ---------------------------------------------------------------- the app through gradio_client
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    from gradio_client import Client
+    from genlab.explorer import build_explorer
+    root = tmp_path_factory.mktemp("explorer")
+    checkpoints = root / "checkpoints"
+    for name in TINY:
+        write_checkpoint(checkpoints / f"tiny-{name}.safetensors", name)
+    run = root / "runs" / "live-dcgan"                                 # a run "still training" (our pid)
+    write_checkpoint(run / "checkpoints" / "latest.safetensors", "dcgan", seed=1)
+    (run / "config.json").write_text(json.dumps({"train": {"model": "dcgan"}, "model": {}}))
+    (run / "status.json").write_text(json.dumps({"state": "running", "step": 7, "pid": os.getpid(),
+                                                 "host": socket.gethostname(), "heartbeat": time.time()}))
+    (checkpoints / "examples").mkdir()
+    digit = np.zeros((28, 28), np.uint8)
+    digit[6:22, 12:16] = 255
+    Image.fromarray(digit).save(checkpoints / "examples" / "one.png")
+    demo = build_explorer(checkpoints, root / "runs")
+    port = free_port()
+    demo.launch(prevent_thread_lock=True, server_port=port, quiet=True)
+    try:
+        yield {"client": Client(f"http://127.0.0.1:{port}/", verbose=False), "checkpoints": checkpoints,
+               "run": run}
+    finally:
+        demo.close()
+
+
+def controls(seed=0, label=0, z=(), cat=(), cont=()):
+    """The explorer's control values in API order: seed, class, 8 z, 4 categorical, 16 continuous."""
+    from genlab.explorer import MAX_CATEGORICAL, MAX_CONTINUOUS, MAX_Z_SLIDERS
+    pad = lambda values, n: list(values) + [0] * (n - len(values))          # noqa: E731
+    return [seed, label, *pad(z, MAX_Z_SLIDERS), *pad(cat, MAX_CATEGORICAL), *pad(cont, MAX_CONTINUOUS)]
+
+
+def pixels(path) -> np.ndarray:
+    return np.asarray(Image.open(path)).astype(int)
+
+
+def select(client, source):
+    out = client.predict(source, 0, api_name="/select_model")
+    assert "Cannot load" not in out[0], out[0]
+    return out
+
+
+@pytest.mark.parametrize("name, change", [
+    ("gan", {"z": [2.5]}), ("dcgan", {"z": [2.5]}), ("cgan", {"label": 7}),
+    ("infogan", {"cat": [6]}), ("infogan", {"cont": [0, 1.0]}), ("vae", {"z": [0, 0, 2.5]})])
+def test_each_model_a_slider_changes_the_image(app, name, change):
+    client, source = app["client"], str(app["checkpoints"] / f"tiny-{name}.safetensors")
+    out = select(client, source)
+    assert name in out[0]
+    head = [u["value"] for u in out[1:9]]                                  # z sliders hold the seed's z
+    before, timing = client.predict(source, *controls(z=head), api_name="/generate")
+    assert "server time" in timing
+    moved = dict(change, z=change.get("z", head[:1]) + head[len(change.get("z", head[:1])):])
+    after, _ = client.predict(source, *controls(**moved), api_name="/generate")
+    assert np.abs(pixels(before) - pixels(after)).mean() > 0.1
+    again, _ = client.predict(source, *controls(z=head), api_name="/generate")
+    assert np.array_equal(pixels(before), pixels(again))                  # same controls, same image
+
+
+def test_controls_follow_the_latent_spec(app):
+    client, checkpoints = app["client"], app["checkpoints"]
+    info = select(client, str(checkpoints / "tiny-infogan.safetensors"))
+    assert [u["visible"] for u in info[10:14]] == [True, False, False, False]      # one categorical code
+    assert [u["visible"] for u in info[14:17]] == [True, True, False]               # two continuous codes
+    assert info[9]["visible"] is False                                               # no class
+    cgan = select(client, str(checkpoints / "tiny-cgan.safetensors"))
+    assert cgan[9]["visible"] is True and len(cgan[9]["choices"]) == 10
+
+
+def test_sweep_grid_of_infogan_codes(app):
+    client, source = app["client"], str(app["checkpoints"] / "tiny-infogan.safetensors")
+    select(client, source)
+    grid = pixels(client.predict(source, "cat[0]", "cont[0]", 4, 1, *controls(), api_name="/sweep"))
+    scale = grid.shape[1] // (10 * 30 + 2)
+    assert grid.shape[:2] == ((4 * 30 + 2) * scale, (10 * 30 + 2) * scale)
+    seeds = pixels(client.predict(source, "z[0]", "seeds", 5, 3, *controls(), api_name="/sweep"))
+    assert seeds.shape[:2] == ((3 * 30 + 2) * (seeds.shape[1] // (5 * 30 + 2)), seeds.shape[1])
+
+
+def test_slerp_frames_and_gif(app):
+    client, source = app["client"], str(app["checkpoints"] / "tiny-dcgan.safetensors")
+    select(client, source)
+    start = pixels(client.predict(source, 3, 4, 8, 0.0, *controls(), api_name="/frame"))
+    end = pixels(client.predict(source, 3, 4, 8, 1.0, *controls(), api_name="/frame"))
+    assert np.abs(start - end).mean() > 0.1
+    preview, gif_path = client.predict(source, 3, 4, 8, *controls(), api_name="/gif")
+    gif = Image.open(gif_path)
+    assert gif.format == "GIF" and gif.n_frames == 8 + 6
+
+
+def test_vae_encodes_an_image_onto_the_sliders(app):
+    from gradio_client import handle_file
+    client, source = app["client"], str(app["checkpoints"] / "tiny-vae.safetensors")
+    select(client, source)
+    out = client.predict(source, handle_file(str(app["checkpoints"] / "examples" / "one.png")),
+                         api_name="/encode")
+    model = tiny_model("vae")
+    digit = np.asarray(Image.open(app["checkpoints"] / "examples" / "one.png"))
+    expected = L.encode_image(model, L.prepare_image(digit, 1, 28))
+    assert np.allclose(out[:8], expected[:8].numpy(), atol=2e-3)
+    encoded = pixels(out[8])
+    assert np.array_equal(encoded, pixels(out[9]))                        # reconstruction shown as the image
+
+
+def test_encode_refused_for_a_gan(app):
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+    client, source = app["client"], str(app["checkpoints"] / "tiny-gan.safetensors")
+    with pytest.raises(AppError, match="no encoder"):
+        client.predict(source, handle_file(str(app["checkpoints"] / "examples" / "one.png")), api_name="/encode")
+
+
+def test_a_training_run_is_listed_and_reloaded_when_its_checkpoint_changes(app):
+    client, run = app["client"], app["run"]
+    out = select(client, str(run))
+    assert out[-1]["value"] is True                                       # auto-reload on for a live run
+    before, _ = client.predict(str(run), *controls(), api_name="/generate")
+    info, _, _ = client.predict(str(run), *controls(), api_name="/reload")
+    assert "(unchanged)" in info
+    write_checkpoint(run / "checkpoints" / "latest.safetensors", "dcgan", seed=2)   # "a newer step"
+    info, after, _ = client.predict(str(run), *controls(), api_name="/reload")
+    assert "(reloaded)" in info
+    assert np.abs(pixels(before) - pixels(after)).mean() > 0.1
+
+
+def test_unknown_hub_repo_gives_a_clear_message(app):
+    client = app["client"]
+    out = client.predict("hf://genlab-tests/does-not-exist", 0, api_name="/select_model")
+    assert out[0].startswith("**Cannot load**")
+    assert "Hub" in out[0] or "hub" in out[0]

@@ -1,0 +1,88 @@
+"""The run manager: a real tiny training process on the synthetic set, started, watched, stopped, resumed."""
+import time
+from pathlib import Path
+
+import pytest
+
+from genlab import ConfigError, runner, runs
+
+TINY = {"train": dict(model="dcgan", dataset="synthetic", image_size=16, steps=100000, batch_size=8,
+                      log_every=2, sample_every=4, checkpoint_every=1000, device="cpu"),
+        "model": dict(g_channels=4, d_channels=4, z_dim=8)}
+
+
+def wait_for(condition, timeout=90.0, what="condition"):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def wait_until_inactive(run_dir: Path) -> dict:
+    return wait_for(lambda: (lambda s: None if runs.is_active(s) else s)(runs.read_status(run_dir)),
+                    what="the training process to end")
+
+
+def test_start_watch_stop_resume_delete(tmp_path):
+    root = tmp_path / "runs"
+    run_dir = runner.start_run(TINY, root, runner.Limits())
+    try:
+        assert [info.path for info in runs.list_runs(root)] == [run_dir]       # listed at once
+        assert runs.read_status(run_dir)["state"] == "starting"
+        wait_for(lambda: len(runs.read_metrics(run_dir)) >= 2, what="metrics")
+        grown = len(runs.read_metrics(run_dir))
+        wait_for(lambda: len(runs.read_metrics(run_dir)) > grown, what="metrics to grow")
+        assert runs.read_status(run_dir)["state"] == "running"
+        with pytest.raises(runner.RunnerError, match="stop it before resuming"):
+            runner.resume_run(run_dir)
+
+        runner.stop_run(run_dir)
+        assert runner.shown_state(run_dir, runs.read_status(run_dir)) == "stopping"
+        stopped = wait_until_inactive(run_dir)
+        assert stopped["state"] == "stopped" and stopped["error"] is None
+        assert runs.checkpoint_path(run_dir).exists()
+        step = stopped["step"]
+
+        runner.resume_run(run_dir, steps=step + 6)
+        assert runs.is_active(runs.read_status(run_dir))
+        finished = wait_until_inactive(run_dir)
+        assert finished["state"] == "finished", runner.read_log(run_dir)
+        assert finished["step"] == step + 6
+        logged = [r["step"] for r in runs.read_metrics(run_dir)]
+        assert logged == sorted(set(logged)) and logged[-1] == step + 6        # continued, not restarted
+    finally:
+        if run_dir.exists() and runs.is_active(runs.read_status(run_dir)):
+            runner.stop_run(run_dir)
+            wait_until_inactive(run_dir)
+    runner.delete_run(run_dir)
+    assert not run_dir.exists()
+
+
+def test_a_failing_run_is_reported_with_its_error_and_can_be_resumed(tmp_path):
+    config = {"train": dict(TINY["train"], dataset="mnist", data_root=str(tmp_path / "no-mnist-here")),
+              "model": TINY["model"]}
+    run_dir = runner.start_run(config, tmp_path / "runs", runner.Limits())
+    status = wait_until_inactive(run_dir)
+    assert status["state"] == "failed" and "mnist" in status["error"].lower()
+    assert "Traceback" in runner.read_log(run_dir)
+    assert [info.status["state"] for info in runs.list_runs(tmp_path / "runs")] == ["failed"]
+
+
+def test_bad_config_and_public_limits_are_refused_before_any_process(tmp_path):
+    root = tmp_path / "runs"
+    with pytest.raises(ConfigError, match="batch_size"):
+        runner.start_run({"train": dict(TINY["train"], batch_size=0), "model": {}}, root, runner.Limits())
+    with pytest.raises(runner.RunnerError, match="at most 50 steps"):
+        runner.start_run(TINY, root, runner.Limits(public=True, max_active_runs=1, max_steps=50))
+    assert not root.exists() or not any(root.iterdir())
+
+
+def test_limits_from_environment(monkeypatch):
+    monkeypatch.delenv("GENLAB_PUBLIC", raising=False)
+    assert runner.limits() == runner.Limits()
+    monkeypatch.setenv("GENLAB_PUBLIC", "1")
+    monkeypatch.setenv("GENLAB_MAX_STEPS", "300")
+    assert runner.limits() == runner.Limits(public=True, max_active_runs=1, max_steps=300)

@@ -1,0 +1,143 @@
+#!/usr/bin/env python
+"""Export trained MNIST runs into checkpoints/: fp16 inference weights, a sample grid and a model card.
+
+    python tools/export_checkpoints.py --runs runs --out checkpoints [--log train_all.log] [--data-root ../shared/data]
+
+For each run RUNS/mnist-<model> it writes
+    OUT/mnist-<model>.safetensors   genlab.export_checkpoint(run, ..., half=True); GANs without their
+                                    discriminator (sampling does not need it), the VAE whole (encoder)
+    OUT/mnist-<model>.png           the fixed sample grid drawn from the exported file itself
+    OUT/mnist-<model>.md            the model card: exact command, steps, wall time, images/s, data;
+                                    its "What it shows" section is written by a person who looked
+and OUT/examples/mnist-test-<digit>.png, the first MNIST test image of each digit (for VAE encoding).
+A card that exists keeps its "What it shows" section.
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import genlab  # noqa: E402
+from genlab import runs  # noqa: E402
+from genlab.hub import sample_grid_png  # noqa: E402
+
+MODELS = {"gan": "GAN (Goodfellow 2014), MLP generator, maxout discriminator",
+          "dcgan": "DCGAN (Radford 2015)",
+          "cgan": "conditional GAN (Mirza 2014), DCGAN networks",
+          "infogan": "InfoGAN (Chen 2016): z 62, one 10-way categorical code, 2 continuous codes",
+          "vae": "VAE (Kingma 2013), convolutional, Bernoulli likelihood"}
+COMMAND = ("python train.py --model {m} --dataset mnist --data-root ../shared/data --steps 3000 "
+           "--run-dir runs/mnist-{m}")
+SHOWS_MARK = "## What it shows"
+
+
+def wall_seconds(log: Path | None, model: str) -> str:
+    """The `<model> wall <s> s` line /usr/bin/time wrote for the run, if the log has it."""
+    if log and log.exists():
+        found = re.findall(rf"^{model} wall ([\d.]+) s", log.read_text(), flags=re.M)
+        if found:
+            return f"{float(found[-1]):.0f} s"
+    return "not recorded"
+
+
+def throughput(last: dict, train: dict, speeds: list) -> str:
+    """Average images/s over the whole run, and the range of the logged intervals."""
+    if not speeds or not last.get("time"):
+        return "not recorded"
+    average = last["step"] * train.get("batch_size", 64) / last["time"]
+    return (f"{average:.0f} images/s on average; logged intervals ranged {min(speeds):.0f} to "
+            f"{max(speeds):.0f} images/s (the CPU was shared)")
+
+
+def card(model: str, run: Path, weights: Path, log: Path | None, dropped: list, shows: str,
+         finished: bool = True) -> str:
+    """The Markdown model card of one exported checkpoint."""
+    config = runs.read_json(run / "config.json", {})
+    metrics = runs.read_metrics(run)
+    status = runs.read_status(run)
+    speeds = [m["images_per_s"] for m in metrics if "images_per_s" in m]
+    last = metrics[-1] if metrics else {}
+    losses = ", ".join(f"{k} {v:.3f}" for k, v in last.items() if k.startswith(("loss/", "info/")))
+    train = config.get("train", {})
+    step = genlab.load(weights).checkpoint_header.get("step")
+    steps = f"{step}" if finished else (f"{step} of the command's {train.get('steps')}: exported from the run's "
+                                        f"latest checkpoint while it was still training")
+    speeds = [m["images_per_s"] for m in metrics if "images_per_s" in m and m.get("step", 0) <= step]
+    last = ([m for m in metrics if m.get("step", 0) <= step] or [{}])[-1]
+    weights_note = "float16; " + ("discriminator left out (inference only; `genlab.load` gives a model "
+                                  "that samples)" if dropped else "encoder and decoder")
+    return f"""# {weights.stem}
+
+{MODELS[model]}, trained on MNIST by genlab's own `train.py`.
+
+| | |
+|---|---|
+| command | `{COMMAND.format(m=model)}` |
+| steps | {steps} (batch {train.get('batch_size')}, {float(last.get('epoch', 0)):.1f} epochs), seed {train.get('seed')} |
+| wall time | {wall_seconds(log, model) if finished else f"{last.get('time', 0):.0f} s to step {step}"} (a shared 2-core CPU; other work ran at the same time) |
+| throughput | {throughput(last, train, speeds)} |
+| data | MNIST train split, 60000 images, 1 x 28 x 28 |
+| final losses | {losses or 'n/a'} |
+| weights | `{weights.name}`, {weights.stat().st_size / 1e6:.1f} MB, {weights_note} |
+| exported with | `genlab.export_checkpoint(run, "{weights.name}", half=True{", drop=('discriminator',)" if dropped else ""})` |
+| load | `genlab.load("checkpoints/{weights.name}")` |
+
+![sample grid]({weights.stem}.png)
+
+The grid is drawn from this file with the training loop's fixed latents (seed 0); rows run over
+{"the class y" if model == "cgan" else "the categorical code" if model == "infogan" else "different z"}.
+
+{SHOWS_MARK}
+
+{shows}
+"""
+
+
+def export_examples(data_root: str, out: Path) -> None:
+    """The first MNIST test image of each digit, as small PNGs for the explorer's VAE encoder."""
+    from PIL import Image
+    data = genlab.load_dataset(genlab.TrainConfig(dataset="mnist", data_root=data_root), "test")
+    out.mkdir(parents=True, exist_ok=True)
+    for digit in range(10):
+        index = int((data.labels == digit).nonzero()[0])
+        Image.fromarray(data.images[index, 0].numpy()).save(out / f"mnist-test-{digit}.png")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", default="runs")
+    parser.add_argument("--out", default="checkpoints")
+    parser.add_argument("--log", default=None, help="the training log with '<model> wall <s> s' lines")
+    parser.add_argument("--data-root", default=None, help="MNIST root, to write examples/ (optional)")
+    parser.add_argument("--models", nargs="*", default=list(MODELS))
+    parser.add_argument("--allow-unfinished", action="store_true",
+                        help="export a run still training from its latest checkpoint (the card says so)")
+    args = parser.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for model in args.models:
+        run = Path(args.runs) / f"mnist-{model}"
+        state = runs.read_status(run).get("state")
+        if state != "finished" and not (args.allow_unfinished and runs.checkpoint_path(run).exists()):
+            print(f"skip {model}: {run} is {state}")
+            continue
+        dropped = [] if model == "vae" else ["discriminator"]
+        weights = genlab.export_checkpoint(run, out / f"mnist-{model}.safetensors", half=True, drop=dropped)
+        (out / f"mnist-{model}.png").write_bytes(sample_grid_png(genlab.load(weights)))
+        card_path = out / f"mnist-{model}.md"
+        shows = "(to be written after looking at the grid)"
+        if card_path.exists() and SHOWS_MARK in card_path.read_text():
+            shows = card_path.read_text().split(SHOWS_MARK, 1)[1].strip()
+        card_path.write_text(card(model, run, weights, Path(args.log) if args.log else None, dropped, shows,
+                                  finished=state == "finished"))
+        print(f"{model}: {weights} {weights.stat().st_size / 1e6:.1f} MB")
+    if args.data_root:
+        export_examples(args.data_root, out / "examples")
+
+
+if __name__ == "__main__":
+    main()
