@@ -115,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
             stored["train"].update(train_values)
             stored["model"].update(model_values)
             config, run_dir = make_config(stored["train"], stored["model"]), Path(resume_dir)
+            if not runs.is_active(runs.read_status(run_dir)):
+                runs.clear_stop(run_dir)             # a stale request from an earlier stop
         else:
             config = make_config(dict(train_values, model=model or "dcgan"), model_values)
             run_dir = Path(run_dir) if run_dir else runs.new_run_dir(

@@ -16,7 +16,7 @@ from pathlib import Path
 import streamlit as st
 
 from . import runner, runs
-from .config import DATASETS, TrainConfig, field_specs
+from .config import TrainConfig, field_specs
 from .models import MODELS, get_model_class
 
 REFRESH_S = 2.0                       # live views rerun this often

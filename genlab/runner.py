@@ -113,9 +113,6 @@ def stop_run(run_dir: Path) -> None:
     status = runs.read_status(run_dir)
     if not runs.is_active(status):
         raise RunnerError(f"{run_dir.name} is not running")
-    if status["state"] == "starting":        # genlab.train clears STOP while it starts; a request would be lost
-        raise RunnerError(f"{run_dir.name} is still starting (loading data, building the model); "
-                          f"stop it once it runs")
     runs.request_stop(run_dir)        # status.json stays the training process's to write
 
 
@@ -131,10 +128,7 @@ def delete_run(run_dir: Path, wait_s: float = 60.0) -> None:
     run_dir = Path(run_dir)
     if not (run_dir / "config.json").exists() and not (run_dir / "status.json").exists():
         raise RunnerError(f"{run_dir} is not a run folder")
-    deadline = time.time() + wait_s
-    while runs.read_status(run_dir).get("state") == "starting" and time.time() < deadline:
-        time.sleep(0.2)                      # a stop request is only heard once the loop runs
-    runs.delete_run(run_dir, wait_s=max(deadline - time.time(), 5.0))
+    runs.delete_run(run_dir, wait_s=wait_s)
 
 
 def _launch(run_dir: Path, steps: int | None) -> subprocess.Popen:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import io
 import math
+import os
 import signal
 import threading
 import time
@@ -161,8 +162,9 @@ def train(config: dict | None, run_dir: str | Path, should_stop: Callable[[], bo
             device = torch.device("cuda", group.local_rank)
         if group.is_main and not resume and (run_dir / "config.json").exists():
             raise ConfigError(f"{run_dir} already holds a run; resume it or choose another folder")
-        if group.is_main and resume and runs.is_active(runs.read_status(run_dir)):
-            raise ConfigError(f"{run_dir} is still running (pid {runs.read_status(run_dir).get('pid')}); "
+        previous = runs.read_status(run_dir) if resume else {}
+        if group.is_main and runs.is_active(previous) and previous.get("pid") != os.getpid():
+            raise ConfigError(f"{run_dir} is still running (pid {previous.get('pid')}); "
                               f"stop it before resuming")
         if group.local_rank != 0:
             group.barrier()                          # wait for local rank 0 to build any data cache
@@ -172,8 +174,7 @@ def train(config: dict | None, run_dir: str | Path, should_stop: Callable[[], bo
         if not group.is_main:                        # only rank 0 writes the run folder
             return _train(config, tc, data, device, run_dir, None, lambda kind, payload: None, resume,
                           group)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        runs.clear_stop(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)      # a STOP made while starting is honoured
         runs.write_status(run_dir, "starting", step=0, total_steps=tc.steps, error=None,
                           started=time.time(), device=str(device), world_size=group.world_size)
         try:

@@ -5,7 +5,6 @@ should_stop hook, and that run resumed. After each, it writes what it trained (w
 BatchNorm buffers of G and D, as safetensors) and what train() returned (JSON) into OUT.
 """
 import json
-import os
 import sys
 from pathlib import Path
 

@@ -1,6 +1,5 @@
 """train.py end to end on the synthetic set, and its refusals before any work starts."""
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path

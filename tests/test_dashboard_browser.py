@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
-TINY_RUN = ("model=dcgan&dataset=synthetic&image_size=16&g_channels=4&d_channels=4&z_dim=8&steps=100000"
+TINY_RUN = ("model=dcgan&dataset=synthetic&image_size=28&g_channels=4&d_channels=4&z_dim=8&steps=100000"
             "&batch_size=8&log_every=2&sample_every=4&checkpoint_every=1000&device=cpu")
 
 

@@ -19,7 +19,7 @@ TIMEOUT = 60
 def finished_run(tmp_path_factory) -> Path:
     """A real tiny run on the synthetic set, trained to the end in this process."""
     run_dir = tmp_path_factory.mktemp("trained") / "tiny-finished"
-    config = make_config(dict(model="dcgan", dataset="synthetic", image_size=16, steps=6, batch_size=8,
+    config = make_config(dict(model="dcgan", dataset="synthetic", image_size=28, steps=6, batch_size=8,
                               log_every=2, sample_every=3, checkpoint_every=3, device="cpu"),
                          dict(g_channels=4, d_channels=4, z_dim=8))
     train(config, run_dir)

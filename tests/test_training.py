@@ -178,3 +178,13 @@ def test_mnist_trains_from_the_shared_folder(tmp_path, mnist_data_root):
     assert status["state"] == "finished"
     header, _ = read_checkpoint(runs.checkpoint_path(tmp_path / "run"))
     assert header["num_images"] == 60000 and header["dataset"] == "mnist"
+
+
+def test_a_stop_requested_while_starting_is_honoured(tmp_path):
+    """A STOP written before the loop runs (the dashboard's Stop during start-up) is not lost."""
+    run = tmp_path / "run"
+    run.mkdir()
+    runs.request_stop(run)
+    status = train(tiny_config("vae", steps=50), run)
+    assert status["state"] == "stopped" and status["step"] == 0
+    assert runs.checkpoint_path(run).exists() and not runs.stop_requested(run)
