@@ -1,6 +1,19 @@
 """Tiny configs shared by the tests: every model small enough to train a step in milliseconds."""
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
 TINY_MODEL = {
     "gan": {"z_dim": 8, "g_hidden": 32, "d_hidden": 16, "maxout_pieces": 2},
     "dcgan": {"z_dim": 8, "g_channels": 8, "d_channels": 8},
@@ -17,3 +30,45 @@ def tiny_config(model: str = "dcgan", **train):
                   log_every=2, sample_every=2, checkpoint_every=2, device="cpu")
     values.update(train)
     return make_config(values, TINY_MODEL[model])
+
+
+# ---------------------------------------------------------------- browser tests
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serving(log_path: Path, *args: str, env: dict | None = None):
+    """`python -m genlab.serve --port PORT ARGS` until it answers its health check; yields its URL."""
+    import pytest
+    pytest.importorskip("playwright")
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+    port = free_port()
+    log = open(log_path, "wb")
+    process = subprocess.Popen([sys.executable, "-m", "genlab.serve", "--port", str(port), *args],
+                               cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                               env=dict(os.environ, **(env or {})))
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 90
+        while True:
+            try:
+                if urllib.request.urlopen(url + "/_stcore/health", timeout=2).read() == b"ok":
+                    break
+            except OSError:
+                pass
+            assert process.poll() is None and time.time() < deadline, Path(log_path).read_text()
+            time.sleep(0.3)
+        yield url
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)
+        log.close()

@@ -1,66 +1,31 @@
 """A real browser (Debian's chromium, driven by Playwright) against the README's launch command."""
-import os
-import shutil
-import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
-from pathlib import Path
 
 import pytest
 
 from genlab import runs
 
-REPO = Path(__file__).resolve().parents[1]
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
+from helpers import CHROMIUM, CHROMIUM_ARGS, serving
+
 TINY_RUN = ("model=dcgan&dataset=synthetic&image_size=28&g_channels=4&d_channels=4&z_dim=8&steps=100000"
             "&batch_size=8&log_every=2&sample_every=4&checkpoint_every=1000&device=cpu")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
 def server(tmp_path):
     """`python -m genlab.serve --port PORT` (the README's launch command) with its own runs folder."""
-    pytest.importorskip("playwright")
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
-    port, root = free_port(), tmp_path / "runs"
-    log = open(tmp_path / "server.log", "wb")
-    process = subprocess.Popen([sys.executable, "-m", "genlab.serve", "--port", str(port), "--runs-root", str(root)],
-                               cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                               env=dict(os.environ, GENLAB_PUBLIC="0"))
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 90
-        while True:
-            try:
-                if urllib.request.urlopen(url + "/_stcore/health", timeout=2).read() == b"ok":
-                    break
-            except OSError:
-                pass
-            assert process.poll() is None and time.time() < deadline, (tmp_path / "server.log").read_text()
-            time.sleep(0.3)
-        yield url, root
-    finally:
-        for info in runs.list_runs(root):                   # never leave a training process behind
-            if runs.is_active(info.status):
-                runs.request_stop(info.path)
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=30)
-        log.close()
-        for info in runs.list_runs(root):
-            deadline = time.time() + 60
-            while runs.is_active(runs.read_status(info.path)) and time.time() < deadline:
-                time.sleep(0.2)
+    root = tmp_path / "runs"
+    with serving(tmp_path / "server.log", "--runs-root", str(root), env={"GENLAB_PUBLIC": "0"}) as url:
+        try:
+            yield url, root
+        finally:
+            for info in runs.list_runs(root):                   # never leave a training process behind
+                if runs.is_active(info.status):
+                    runs.request_stop(info.path)
+            for info in runs.list_runs(root):
+                deadline = time.time() + 60
+                while runs.is_active(runs.read_status(info.path)) and time.time() < deadline:
+                    time.sleep(0.2)
 
 
 def test_start_watch_and_stop_a_run_in_the_browser(server):

@@ -1,53 +1,22 @@
 """The explorer in a real browser (Debian's chromium via Playwright), reached through the dashboard's
 page on the one-port server (`python -m genlab.serve`): it renders a model and a slider moves the image."""
-import os
-import shutil
-import signal
-import subprocess
-import sys
 import time
-import urllib.request
-from pathlib import Path
 
 import pytest
 
-from test_explorer import free_port, write_checkpoint
+from helpers import CHROMIUM, CHROMIUM_ARGS, serving
+from test_explorer import write_checkpoint
 
-REPO = Path(__file__).resolve().parents[1]
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
 EXPLORER_PAGE = "/Latent_explorer"                 # pages/3_Latent_explorer.py embeds /explorer/
 
 
 @pytest.fixture
 def server(tmp_path):
     """The one-port server with a checkpoints folder of one small DCGAN and no runs."""
-    pytest.importorskip("playwright")
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
     write_checkpoint(tmp_path / "checkpoints" / "tiny-dcgan.safetensors", "dcgan")
-    port = free_port()
-    log = open(tmp_path / "server.log", "wb")
-    process = subprocess.Popen([sys.executable, "-m", "genlab.serve", "--port", str(port),
-                                "--runs-root", str(tmp_path / "runs"), "--checkpoints", str(tmp_path / "checkpoints")],
-                               cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 90
-        while True:
-            try:
-                if urllib.request.urlopen(url + "/_stcore/health", timeout=2).read() == b"ok":
-                    break
-            except OSError:
-                pass
-            assert process.poll() is None and time.time() < deadline, (tmp_path / "server.log").read_text()
-            time.sleep(0.3)
+    with serving(tmp_path / "server.log", "--runs-root", str(tmp_path / "runs"),
+                 "--checkpoints", str(tmp_path / "checkpoints")) as url:
         yield url
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=30)
-        log.close()
 
 
 def assert_loaded(image, timeout_s: float = 30.0) -> None:
