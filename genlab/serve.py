@@ -66,6 +66,16 @@ async def plotly_js(request):
                         media_type="text/javascript", headers={"Cache-Control": "public, max-age=86400"})
 
 
+def yield_cpu_to_training(nice: int = 10) -> None:
+    """Lower this server's scheduling group (Linux autogroup), best effort. Training processes start
+    in sessions of their own, hence groups of their own at the default weight, so on a busy CPU they
+    keep their share while the server, which only reads files, waits a little longer."""
+    try:
+        Path("/proc/self/autogroup").write_text(str(nice))
+    except OSError:
+        pass
+
+
 def main(argv: list[str] | None = None) -> None:
     """Parse the options, set the environment the pages read, and serve until interrupted."""
     parser = argparse.ArgumentParser(prog="python -m genlab.serve", description=__doc__.split("\n\n")[0])
@@ -91,6 +101,7 @@ def main(argv: list[str] | None = None) -> None:
     import plotly.subplots  # noqa: F401  (imported once here, with torch, gradio and streamlit, then frozen:)
     import genlab.dashboard  # noqa: F401
     gc.freeze()                          # full collections then skip these long-lived objects (CPU for training)
+    yield_cpu_to_training()
     app.run(config={"server.port": args.port, "server.address": args.host, "server.headless": True,
                             "browser.gatherUsageStats": False, "server.fileWatcherType": "none",
                             "server.runOnSave": False, "client.toolbarMode": "minimal"})
