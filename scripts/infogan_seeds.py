@@ -2,8 +2,8 @@
 MNIST test set (Hungarian-matched), as Chen 2016 measures its 5% error; plus the judge's purity
 of each category of G(z, c).
 
-    python scripts/infogan_seeds.py --data-root ../shared/data --seeds 0 1 2 --steps 3000 \
-        [--reuse 0=runs/mnist-infogan] [--runs-root runs/infogan-seeds]
+    python scripts/infogan_seeds.py --data-root ../shared/data --seeds 0 1 2 --steps 4000 \
+        --batch-size 128 --eval-every 250 [--reuse 0=runs/mnist-infogan] [--runs-root runs/infogan-seeds]
 """
 from __future__ import annotations
 
@@ -20,7 +20,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-root", default="../shared/data")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--steps", type=int, default=4000)
+    parser.add_argument("--batch-size", type=int, default=128, help="The paper's code uses 128.")
+    parser.add_argument("--eval-every", type=int, default=250,
+                        help="Log eval/* (code accuracy on the test set) every N steps; 0 turns it off.")
     parser.add_argument("--runs-root", default="runs/infogan-seeds")
     parser.add_argument("--reuse", action="append", default=[], metavar="SEED=RUN",
                         help="Use an existing finished run (same config) for a seed.")
@@ -33,7 +36,8 @@ def main() -> None:
         run_dir = reuse.get(seed, Path(args.runs_root) / f"infogan-seed{seed}")
         if not args.eval_only:
             train_or_reuse(run_dir, {"model": "infogan", "dataset": "mnist", "data_root": args.data_root,
-                                     "steps": args.steps, "seed": seed}, {})
+                                     "steps": args.steps, "seed": seed,
+                                     "batch_size": args.batch_size, "eval_every": args.eval_every}, {})
         report = evaluate_and_write(run_dir, args.data_root, num_samples=args.samples,
                                     metrics=["categorical_accuracy", "category_purity", "fid", "mode_coverage"])
         r = report["results"]

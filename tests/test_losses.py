@@ -45,7 +45,7 @@ def test_r1_penalty_is_per_sample_with_layer_norm_discriminator():
 
 
 def test_infogan_mutual_information_term_matches_hand_computation():
-    model = build_model("infogan", TINY_MODEL["infogan"])
+    model = build_model("infogan", dict(TINY_MODEL["infogan"], cont_std="learned"))
     c = model.config
     q_out = torch.randn(5, c.categories + 2 * c.continuous_codes)
     latents = {"cat": torch.randint(10, (5, 1)), "cont": torch.rand(5, 2) * 2 - 1}
@@ -63,10 +63,23 @@ def test_infogan_mutual_information_term_matches_hand_computation():
     assert torch.allclose(logs["info/mi_cont"], 2 * math.log(2) + log_q_cont.mean(), atol=1e-5)
 
 
+def test_infogan_fixed_std_term_is_a_unit_gaussian():
+    model = build_model("infogan", TINY_MODEL["infogan"])             # cont_std="fixed", the default
+    c = model.config
+    q_out = torch.randn(5, c.categories + c.continuous_codes)         # no log-std outputs
+    latents = {"cat": torch.randint(10, (5, 1)), "cont": torch.rand(5, 2) * 2 - 1}
+    loss, logs = model.aux_loss(q_out, latents)
+    log_q_cat = torch.log_softmax(q_out[:, :10], 1).gather(1, latents["cat"]).squeeze(1)
+    log_q_cont = (-(latents["cont"] - q_out[:, 10:12]) ** 2 / 2 - 0.5 * math.log(2 * math.pi)).sum(1)
+    expected = -c.lambda_cat * log_q_cat.mean() - c.lambda_cont * log_q_cont.mean()
+    assert torch.allclose(loss, expected, atol=1e-5)
+    assert model.discriminator.q_head[-1].out_features == 12 and model.latent_spec().z_prior == "uniform"
+
+
 def test_infogan_mi_bound_reaches_entropy_when_q_is_certain():
     model = build_model("infogan", TINY_MODEL["infogan"])
     cat = torch.randint(10, (6, 1))
-    q_out = torch.zeros(6, 14)
+    q_out = torch.zeros(6, 12)
     q_out[:, :10] = F.one_hot(cat[:, 0], 10) * 50.0
     _, logs = model.aux_loss(q_out, {"cat": cat, "cont": torch.zeros(6, 2)})
     assert abs(logs["info/mi_cat"].item() - math.log(10)) < 1e-4

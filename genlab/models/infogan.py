@@ -19,13 +19,21 @@ from .dcgan import D_NORMS, d_norm_layer, resolve_d_norm
 
 @dataclass
 class InfoGANConfig(GANOptions):
-    """Defaults follow the paper's MNIST setup (appendix C.1): z 62, one 10-way code, 2 continuous."""
+    """Defaults follow the paper's MNIST setup (appendix C.1) and its code (openai/InfoGAN,
+    run_mnist_exp.py): z 62 ~ U[-1, 1], one 10-way code, 2 continuous codes whose Q is a
+    unit-variance Gaussian, lambda 1 for all codes, lr 1e-3 for G and 2e-4 for D (and, a training
+    option, batch 128)."""
     z_dim: int = param(62, "Size of the incompressible noise z.", low=1, high=1024)
+    z_prior: str = param("uniform", "Prior of z: U[-1, 1] as in the paper's code, or N(0, I).",
+                         choices=("uniform", "normal"))
     categorical_codes: int = param(1, "Number of categorical codes.", low=0, high=4)
     categories: int = param(10, "Values per categorical code.", low=2, high=100)
     continuous_codes: int = param(2, "Number of continuous codes, uniform in [-1, 1].", low=0, high=16)
     lambda_cat: float = param(1.0, "Weight of the categorical mutual-information term.", low=0.0, high=100.0)
-    lambda_cont: float = param(0.1, "Weight of the continuous mutual-information term.", low=0.0, high=100.0)
+    lambda_cont: float = param(1.0, "Weight of the continuous mutual-information term.", low=0.0, high=100.0)
+    cont_std: str = param("fixed", "Q's Gaussian for continuous codes: unit std (the paper's MNIST code; "
+                          "bounded, so it cannot drown the categorical term) or a learned std.",
+                          choices=("fixed", "learned"))
     g_channels: int = param(64, "Generator base width.", low=4, high=512)
     d_channels: int = param(64, "Discriminator base width.", low=4, high=512)
     fc_width: int = param(1024, "Width of the fully connected layers of G and D.", low=16, high=8192)
@@ -95,14 +103,18 @@ class InfoGAN(AdversarialModel):
         c = config
         n_cat = c.categorical_codes * c.categories
         self.generator = Generator(c, c.z_dim + n_cat + c.continuous_codes)
-        self.discriminator = DiscriminatorQ(c, n_cat + 2 * c.continuous_codes)
+        self.discriminator = DiscriminatorQ(c, n_cat + self.cont_params() * c.continuous_codes)
         self.apply(init_dcgan_weights)
         self.warn_r1_with_batchnorm()
+
+    def cont_params(self) -> int:
+        """Q's outputs per continuous code: the mean, and the log-std when it is learned."""
+        return 2 if self.config.cont_std == "learned" else 1
 
     def latent_spec(self) -> LatentSpec:
         c = self.config
         return LatentSpec(z_dim=c.z_dim, categorical=[c.categories] * c.categorical_codes,
-                          continuous=c.continuous_codes)
+                          continuous=c.continuous_codes, z_prior=c.z_prior)
 
     def generator_input(self, z, cat=None, cont=None) -> torch.Tensor:
         c = self.config
@@ -126,7 +138,10 @@ class InfoGAN(AdversarialModel):
         n_cat = c.categorical_codes * c.categories
         logits = q_out[:, :n_cat].view(-1, c.categorical_codes, c.categories)
         mean = q_out[:, n_cat:n_cat + c.continuous_codes]
-        log_std = q_out[:, n_cat + c.continuous_codes:].clamp(-5.0, 2.0)
+        if c.cont_std == "learned":
+            log_std = q_out[:, n_cat + c.continuous_codes:].clamp(-5.0, 2.0)
+        else:
+            log_std = torch.zeros_like(mean)                                     # std 1
         return logits, mean, log_std
 
     def infer_codes(self, x: torch.Tensor) -> dict:
