@@ -116,3 +116,20 @@ def test_vae_likelihoods():
     assert rgb.config.likelihood == "gaussian"
     with pytest.raises(genlab.ConfigError, match="Bernoulli"):
         tiny_model("vae", 3, 32, likelihood="bernoulli")
+
+
+def test_cgan_projection_discriminator_trains_saves_and_uses_y(tmp_path):
+    model = tiny_model("cgan", conditioning="projection").train()
+    logs = model.training_step(batches(1, 28), model.make_optimizers(), torch.Generator().manual_seed(3))
+    assert all(math.isfinite(v.item()) for v in logs.values())
+    assert model.discriminator.embed.weight.grad is not None        # the embedding of y is trained
+    model.eval()
+    x = torch.rand(4, 1, 28, 28) * 2 - 1
+    with torch.no_grad():
+        logits = [model.discriminate(x, torch.full((4,), k))[0] for k in (0, 1)]
+    assert not torch.allclose(*logits)                                 # same image, other class, other logit
+    save_checkpoint(tmp_path / "m.safetensors", model, {"step": 1})
+    loaded = genlab.load(tmp_path / "m.safetensors")
+    with torch.no_grad():
+        assert torch.equal(loaded.discriminate(x, torch.zeros(4, dtype=torch.long))[0],
+                           model.discriminate(x, torch.zeros(4, dtype=torch.long))[0])

@@ -2,6 +2,8 @@
 
 As in the paper, y enters as a one-hot vector joined to each network's input: to z for G,
 and to the image for D (as 10 constant feature maps). The networks are DCGAN's.
+Option `conditioning="projection"` instead gives D the projection form of Miyato & Koyama 2018
+(eq. 3): D(x, y) = psi(phi(x)) + embed(y) . sum_hw phi(x), a stronger use of y in D.
 """
 from __future__ import annotations
 
@@ -11,6 +13,9 @@ import torch
 import torch.nn.functional as F
 
 from .adversarial import AdversarialModel
+from torch import nn
+
+from ..config import param
 from .base import LatentSpec, init_dcgan_weights, register_model
 from .dcgan import DCGANConfig, Discriminator, Generator, resolve_d_norm
 
@@ -18,6 +23,23 @@ from .dcgan import DCGANConfig, Discriminator, Generator, resolve_d_norm
 @dataclass
 class CGANConfig(DCGANConfig):
     """DCGAN's fields; num_classes (from the data set) sets the size of the one-hot y."""
+    conditioning: str = param("concat", "How D sees y: one-hot maps joined to the image (Mirza 2014) "
+                              "or a projection of D's features on an embedding of y (Miyato 2018).",
+                              choices=("concat", "projection"))
+
+
+class ProjectionDiscriminator(nn.Module):
+    """Miyato & Koyama 2018 eq. 3: D(x, y) = psi(phi(x)) + embed(y) . sum over (h, w) of phi(x)."""
+    def __init__(self, body: Discriminator, num_classes: int):
+        super().__init__()
+        self.body = body
+        self.embed = nn.Embedding(num_classes, body.feature_channels)
+
+    def forward(self, x, y):
+        features = self.body.features(x)                                   # (B, ch, s0, s0)
+        unconditional = self.body.head(features).flatten()                 # (B,)
+        projection = (self.embed(y) * features.sum((2, 3))).sum(1)         # (B,)
+        return unconditional + projection
 
 
 @register_model("cgan")
@@ -31,8 +53,13 @@ class CGAN(AdversarialModel):
         c = config
         self.generator = Generator(c.z_dim, c.channels, c.image_size, c.g_channels,
                                    in_extra=c.num_classes)
-        self.discriminator = Discriminator(c.channels, c.image_size, c.d_channels,
-                                           resolve_d_norm(c.d_norm, c.r1_gamma), in_extra=c.num_classes)
+        norm = resolve_d_norm(c.d_norm, c.r1_gamma)
+        if c.conditioning == "projection":
+            self.discriminator = ProjectionDiscriminator(
+                Discriminator(c.channels, c.image_size, c.d_channels, norm), c.num_classes)
+        else:
+            self.discriminator = Discriminator(c.channels, c.image_size, c.d_channels, norm,
+                                               in_extra=c.num_classes)
         self.apply(init_dcgan_weights)
         self.warn_r1_with_batchnorm()
 
@@ -45,7 +72,9 @@ class CGAN(AdversarialModel):
         return self.generator(torch.cat([z, y_onehot], dim=1))                       # (B, C, H, W)
 
     def discriminate(self, x, y):
-        """D(x | y): the one-hot y as K constant maps beside the image channels."""
+        """D(x | y): the one-hot y as K constant maps beside the image channels, or the projection."""
+        if self.config.conditioning == "projection":
+            return self.discriminator(x, y), None                                   # (B,)
         b, _, h, w = x.shape
         y_maps = F.one_hot(y, self.config.num_classes).to(x.dtype)[:, :, None, None].expand(b, -1, h, w)
         return self.discriminator(torch.cat([x, y_maps], dim=1)), None             # (B,)
