@@ -12,9 +12,9 @@ from genlab.training import make_config, resume, train    # noqa: E402
 
 
 def train_or_reuse(run_dir: Path, train_config: dict, model_config: dict) -> dict:
-    """Train into run_dir; a finished run is reused, an interrupted or stopped one resumed to `steps`."""
+    """Train into run_dir; a finished run of `steps` is reused, a shorter or interrupted one resumed to `steps`."""
     status = runs.read_status(run_dir) if (run_dir / "config.json").exists() else None
-    if status and status.get("state") == "finished":
+    if status and status.get("state") == "finished" and status.get("step", 0) >= train_config["steps"]:
         return status
     if status:
         return resume(run_dir, steps=train_config["steps"])

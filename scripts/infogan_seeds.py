@@ -2,7 +2,7 @@
 MNIST test set (Hungarian-matched), as Chen 2016 measures its 5% error; plus the judge's purity
 of each category of G(z, c).
 
-    python scripts/infogan_seeds.py --data-root ../shared/data --seeds 0 1 2 --steps 4000 \
+    python scripts/infogan_seeds.py --data-root ../shared/data --seeds 0 1 2 --steps 5000 \
         --batch-size 128 --eval-every 250 [--reuse 0=runs/mnist-infogan] [--runs-root runs/infogan-seeds]
 """
 from __future__ import annotations
@@ -20,7 +20,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-root", default="../shared/data")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--steps", type=int, default=4000)
+    parser.add_argument("--steps", type=int, default=5000,
+                        help="The paper's code: 50 epochs of 100 updates, batch 128.")
     parser.add_argument("--batch-size", type=int, default=128, help="The paper's code uses 128.")
     parser.add_argument("--eval-every", type=int, default=250,
                         help="Log eval/* (code accuracy on the test set) every N steps; 0 turns it off.")

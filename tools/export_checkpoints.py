@@ -3,7 +3,7 @@
 
     python tools/export_checkpoints.py --runs runs --out checkpoints [--log train_all.log] [--data-root ../shared/data]
 
-For each run RUNS/mnist-<model> it writes
+For each run RUNS/mnist-<model> (or the folder given by --run MODEL=DIR) it writes
     OUT/mnist-<model>.safetensors   genlab.export_checkpoint(run, ..., half=True); GANs without their
                                     discriminator (sampling does not need it), the VAE whole (encoder)
     OUT/mnist-<model>.png           the fixed sample grid drawn from the exported file itself
@@ -30,9 +30,29 @@ MODELS = {"gan": "GAN (Goodfellow 2014), MLP generator, maxout discriminator",
           "cgan": "conditional GAN (Mirza 2014), DCGAN networks",
           "infogan": "InfoGAN (Chen 2016): z 62, one 10-way categorical code, 2 continuous codes",
           "vae": "VAE (Kingma 2013), convolutional, Bernoulli likelihood"}
-COMMAND = ("python train.py --model {m} --dataset mnist --data-root ../shared/data --steps 3000 "
-           "--run-dir runs/mnist-{m}")
 SHOWS_MARK = "## What it shows"
+DATA_FIELDS = {"channels", "image_size", "num_classes"}          # model fields the data set sets
+
+
+def train_command(run: Path) -> str:
+    """The train.py command that reproduces a run: every config field that differs from its default."""
+    import dataclasses
+    from genlab.config import TrainConfig
+    from genlab.models import get_model_class
+    config = runs.read_json(run / "config.json", {})
+    train, model = config.get("train", {}), config.get("model", {})
+    flags = [f"--model {train.get('model')}", f"--dataset {train.get('dataset')}"]
+    train_defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    model_class = get_model_class(train["model"])
+    model_defaults = {f.name: f.default for f in dataclasses.fields(model_class.config_class)}
+    for values, defaults in ((train, train_defaults), (model, model_defaults)):
+        for name, value in values.items():
+            if name in ("model", "dataset") or name in DATA_FIELDS or value == defaults.get(name):
+                continue
+            if name == "data_root":
+                value = "../shared/data"
+            flags.append(f"--{name.replace('_', '-')} {value}")
+    return f"python train.py {' '.join(flags)} --run-dir {run}"
 
 
 def wall_seconds(log: Path | None, model: str) -> str:
@@ -58,16 +78,13 @@ def card(model: str, run: Path, weights: Path, log: Path | None, dropped: list, 
     """The Markdown model card of one exported checkpoint."""
     config = runs.read_json(run / "config.json", {})
     metrics = runs.read_metrics(run)
-    status = runs.read_status(run)
-    speeds = [m["images_per_s"] for m in metrics if "images_per_s" in m]
-    last = metrics[-1] if metrics else {}
-    losses = ", ".join(f"{k} {v:.3f}" for k, v in last.items() if k.startswith(("loss/", "info/")))
     train = config.get("train", {})
     step = genlab.load(weights).checkpoint_header.get("step")
     steps = f"{step}" if finished else (f"{step} of the command's {train.get('steps')}: exported from the run's "
                                         f"latest checkpoint while it was still training")
     speeds = [m["images_per_s"] for m in metrics if "images_per_s" in m and m.get("step", 0) <= step]
-    last = ([m for m in metrics if m.get("step", 0) <= step] or [{}])[-1]
+    last = ([m for m in metrics if m.get("step", 0) <= step and "images_per_s" in m] or [{}])[-1]
+    losses = ", ".join(f"{k} {v:.3f}" for k, v in last.items() if k.startswith(("loss/", "info/")))
     weights_note = "float16; " + ("discriminator left out (inference only; `genlab.load` gives a model "
                                   "that samples)" if dropped else "encoder and decoder")
     return f"""# {weights.stem}
@@ -76,7 +93,7 @@ def card(model: str, run: Path, weights: Path, log: Path | None, dropped: list, 
 
 | | |
 |---|---|
-| command | `{COMMAND.format(m=model)}` |
+| command | `{train_command(run)}` |
 | steps | {steps} (batch {train.get('batch_size')}, {float(last.get('epoch', 0)):.1f} epochs), seed {train.get('seed')} |
 | wall time | {wall_seconds(log, model) if finished else f"{last.get('time', 0):.0f} s to step {step}"} (a shared 2-core CPU; other work ran at the same time) |
 | throughput | {throughput(last, train, speeds)} |
@@ -114,13 +131,16 @@ def main() -> None:
     parser.add_argument("--log", default=None, help="the training log with '<model> wall <s> s' lines")
     parser.add_argument("--data-root", default=None, help="MNIST root, to write examples/ (optional)")
     parser.add_argument("--models", nargs="*", default=list(MODELS))
+    parser.add_argument("--run", action="append", default=[], metavar="MODEL=DIR",
+                        help="export this run for MODEL instead of RUNS/mnist-MODEL")
     parser.add_argument("--allow-unfinished", action="store_true",
                         help="export a run still training from its latest checkpoint (the card says so)")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    chosen = dict(item.split("=", 1) for item in args.run)
     for model in args.models:
-        run = Path(args.runs) / f"mnist-{model}"
+        run = Path(chosen.get(model, Path(args.runs) / f"mnist-{model}"))
         state = runs.read_status(run).get("state")
         if state != "finished" and not (args.allow_unfinished and runs.checkpoint_path(run).exists()):
             print(f"skip {model}: {run} is {state}")
