@@ -55,12 +55,14 @@ def train_command(run: Path) -> str:
     return f"python train.py {' '.join(flags)} --run-dir {run}"
 
 
-def wall_seconds(log: Path | None, model: str) -> str:
-    """The `<model> wall <s> s` line /usr/bin/time wrote for the run, if the log has it."""
+def wall_seconds(log: Path | None, model: str, last: dict) -> str:
+    """The `<model> wall <s> s` line /usr/bin/time wrote for the run, else the training time logged."""
     if log and log.exists():
         found = re.findall(rf"^{model} wall ([\d.]+) s", log.read_text(), flags=re.M)
         if found:
             return f"{float(found[-1]):.0f} s"
+    if last.get("time"):
+        return f"{last['time']:.0f} s of training (metrics.jsonl)"
     return "not recorded"
 
 
@@ -95,7 +97,7 @@ def card(model: str, run: Path, weights: Path, log: Path | None, dropped: list, 
 |---|---|
 | command | `{train_command(run)}` |
 | steps | {steps} (batch {train.get('batch_size')}, {float(last.get('epoch', 0)):.1f} epochs), seed {train.get('seed')} |
-| wall time | {wall_seconds(log, model) if finished else f"{last.get('time', 0):.0f} s to step {step}"} (a shared 2-core CPU; other work ran at the same time) |
+| wall time | {wall_seconds(log, model, last) if finished else f"{last.get('time', 0):.0f} s to step {step}"} (a shared 2-core CPU; other work ran at the same time) |
 | throughput | {throughput(last, train, speeds)} |
 | data | MNIST train split, 60000 images, 1 x 28 x 28 |
 | final losses | {losses or 'n/a'} |
