@@ -15,6 +15,7 @@ A card that exists keeps its "What it shows" section.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import re
 import sys
 from pathlib import Path
@@ -23,6 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import genlab  # noqa: E402
 from genlab import runs  # noqa: E402
+from genlab.config import TrainConfig  # noqa: E402
+from genlab.models import get_model_class  # noqa: E402
 from genlab.hub import sample_grid_png  # noqa: E402
 
 MODELS = {"gan": "GAN (Goodfellow 2014), MLP generator, maxout discriminator",
@@ -36,9 +39,6 @@ DATA_FIELDS = {"channels", "image_size", "num_classes"}          # model fields 
 
 def train_command(run: Path) -> str:
     """The train.py command that reproduces a run: every config field that differs from its default."""
-    import dataclasses
-    from genlab.config import TrainConfig
-    from genlab.models import get_model_class
     config = runs.read_json(run / "config.json", {})
     train, model = config.get("train", {}), config.get("model", {})
     flags = [f"--model {train.get('model')}", f"--dataset {train.get('dataset')}"]

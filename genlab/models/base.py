@@ -139,11 +139,9 @@ def upsampling_plan(image_size: int) -> tuple[int, int]:
 
 def init_dcgan_weights(module: nn.Module) -> None:
     """Radford 2015, sec. 4: all weights from N(0, 0.02); norm scales from N(1, 0.02)."""
-    if isinstance(module, nn.Embedding):
+    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.Embedding)):
         nn.init.normal_(module.weight, 0.0, 0.02)
-    elif isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
-        nn.init.normal_(module.weight, 0.0, 0.02)
-        if module.bias is not None:
+        if getattr(module, "bias", None) is not None:
             nn.init.zeros_(module.bias)
     elif isinstance(module, (nn.BatchNorm2d, nn.BatchNorm1d, nn.GroupNorm, nn.LayerNorm)):
         if module.weight is not None:

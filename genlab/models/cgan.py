@@ -11,11 +11,10 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-
-from .adversarial import AdversarialModel
 from torch import nn
 
 from ..config import param
+from .adversarial import AdversarialModel
 from .base import LatentSpec, init_dcgan_weights, register_model
 from .dcgan import DCGANConfig, Discriminator, Generator, resolve_d_norm
 
