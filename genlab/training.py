@@ -24,7 +24,7 @@ from .checkpoint import (CheckpointError, load_optimizer_state, model_from_check
                          save_checkpoint)
 from .config import ConfigError, TrainConfig, from_dict, to_dict
 from .data import load_dataset
-from .models import get_model_class
+from .models import StepContext, get_model_class
 
 RESUMABLE_CHANGES = {"steps", "log_every", "sample_every", "checkpoint_every", "device",
                      "amp", "channels_last", "compile", "eval_every"}
@@ -271,8 +271,9 @@ def _train(config, tc: TrainConfig, data, device, run_dir: Path, should_stop, on
                     stop_reason = reason
                     break
             with precision(bf16, device):      # entered per step: autocast caches bf16 weight copies
-                logs = model.training_step(next_batch, optimizers, loop_generator,
-                                           measure=(step + 1) % tc.log_every == 0)
+                ctx = StepContext(step, loop_generator, diagnostics=(step + 1) % tc.log_every == 0,
+                                  total_steps=tc.steps)
+                logs = model.training_step(next_batch, optimizers, ctx)
             if group.active:
                 distributed.broadcast_module(model, buffers_only=True)   # BatchNorm stats follow rank 0
             step += 1

@@ -8,6 +8,7 @@ from safetensors.torch import load_file
 from genlab import runs
 from genlab.config import ConfigError, TrainConfig
 from genlab.data import load_dataset
+from genlab.models import StepContext
 from genlab.training import build_for_data, make_config, precision, resume, train
 
 TINY = {"g_channels": 8, "d_channels": 8}
@@ -38,7 +39,7 @@ def test_bf16_autocast_keeps_the_gan_losses_close_to_float32():
         steps = []
         for _ in range(5):
             with precision(bf16, torch.device("cpu")):          # entered per step, as the training loop does
-                steps.append(model.training_step(next_batch, optimizers, generator))
+                steps.append(model.training_step(next_batch, optimizers, StepContext(0, generator)))
         losses[bf16] = torch.tensor([[s["loss/d"].float(), s["loss/g"].float()] for s in steps])
     assert torch.isfinite(losses[True]).all()
     assert (losses[True] - losses[False]).abs().max() < 0.1, (losses[True] - losses[False])

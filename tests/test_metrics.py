@@ -5,6 +5,8 @@ import math
 import pytest
 import torch
 
+from genlab.models import StepContext
+
 from genlab import metrics
 from genlab.metrics import (class_histogram, fid_from_features, frechet_distance, hungarian_accuracy,
                             importance_weighted_bound, kernel_inception_distance, kl_to_uniform,
@@ -87,7 +89,7 @@ def tiny_vae(steps: int = 15):
     optimizers = model.make_optimizers()
     next_batch = data.batcher(32, torch.Generator().manual_seed(0))
     for _ in range(steps):
-        model.training_step(next_batch, optimizers, torch.Generator().manual_seed(1))
+        model.training_step(next_batch, optimizers, StepContext(0, torch.Generator().manual_seed(1)))
     return model.eval(), data
 
 

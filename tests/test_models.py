@@ -6,7 +6,7 @@ import torch
 
 import genlab
 from genlab.checkpoint import save_checkpoint
-from genlab.models import MODELS, build_model
+from genlab.models import MODELS, StepContext, build_model
 
 from helpers import TINY_MODEL
 
@@ -50,7 +50,7 @@ def test_one_training_step_changes_weights_and_returns_finite_losses(name):
     model = tiny_model(name).train()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     optimizers = model.make_optimizers()
-    logs = model.training_step(batches(1, 28), optimizers, torch.Generator().manual_seed(2), measure=True)
+    logs = model.training_step(batches(1, 28), optimizers, StepContext(0, torch.Generator().manual_seed(2), True))
     assert logs and all(k.count("/") == 1 for k in logs)
     assert all(math.isfinite(v.item()) for v in logs.values())
     expected = {"vae": {"loss/total", "loss/recon", "loss/kl"}}.get(
@@ -65,7 +65,7 @@ def test_one_training_step_changes_weights_and_returns_finite_losses(name):
 @pytest.mark.parametrize("name", sorted(TINY_MODEL))
 def test_save_load_gives_identical_samples(name, tmp_path):
     model = tiny_model(name).train()
-    model.training_step(batches(1, 28), model.make_optimizers(), torch.Generator().manual_seed(3))
+    model.training_step(batches(1, 28), model.make_optimizers(), StepContext(0, torch.Generator().manual_seed(3)))
     model.eval()
     save_checkpoint(tmp_path / "m.safetensors", model, {"step": 1})
     loaded = genlab.load(tmp_path / "m.safetensors")
@@ -120,7 +120,7 @@ def test_vae_likelihoods():
 
 def test_cgan_projection_discriminator_trains_saves_and_uses_y(tmp_path):
     model = tiny_model("cgan", conditioning="projection").train()
-    logs = model.training_step(batches(1, 28), model.make_optimizers(), torch.Generator().manual_seed(3))
+    logs = model.training_step(batches(1, 28), model.make_optimizers(), StepContext(0, torch.Generator().manual_seed(3)))
     assert all(math.isfinite(v.item()) for v in logs.values())
     assert model.discriminator.embed.weight.grad is not None        # the embedding of y is trained
     model.eval()

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import param
-from .base import GenerativeModel, ImageConfig
+from .base import ImageConfig, LatentModel, StepContext
 
 GAN_LOSSES = ("nonsaturating", "minimax", "hinge")
 
@@ -64,10 +64,11 @@ def adam(params, lr: float, beta1: float, beta2: float) -> torch.optim.Adam:
                             foreach=None if fused else True)
 
 
-class AdversarialModel(GenerativeModel):
+class AdversarialModel(LatentModel):
     """A generator and a discriminator trained by alternating D and G steps."""
     generator: nn.Module
     discriminator: nn.Module
+    training_only = ("discriminator",)
 
     def discriminate(self, x: torch.Tensor, y: torch.Tensor | None) -> tuple[torch.Tensor, object]:
         """D's logits, shape (B,), and auxiliary outputs (InfoGAN's Q head) or None."""
@@ -94,8 +95,7 @@ class AdversarialModel(GenerativeModel):
                           "uses BatchNorm, which mixes samples; use d_norm='layer' or 'none'.",
                           stacklevel=3)
 
-    def training_step(self, next_batch, optimizers: dict, generator: torch.Generator,
-                      measure: bool = False) -> dict:
+    def training_step(self, batches, optimizers: dict, ctx: StepContext) -> dict:
         """One generator update after `d_steps` discriminator updates; returns detached scalars."""
         c = self.config
         opt_g, opt_d = optimizers["generator"], optimizers["discriminator"]
@@ -105,16 +105,16 @@ class AdversarialModel(GenerativeModel):
         # ---------------- D step(s): maximize log D(x) + log(1 - D(G(z))) ----------------
         self.discriminator.requires_grad_(True)
         for _ in range(c.d_steps):
-            real, y = next_batch()                                   # (B, C, H, W) in [-1, 1], (B,)
+            real, y = batches()                                   # (B, C, H, W) in [-1, 1], (B,)
             batch = real.shape[0]
-            latents = self.sample_latents(batch, generator)
+            latents = self.sample_latents(batch, ctx.rng)
             with torch.no_grad():
                 fake = self.generate(**latents)                      # (B, C, H, W)
-            real.requires_grad_(r1_on or measure)
+            real.requires_grad_(r1_on or ctx.diagnostics)
             real_logits, _ = self.discriminate(real, y)              # (B,)
             fake_logits, fake_aux = self.discriminate(fake, latents.get("y"))
             loss_d = discriminator_loss(real_logits, fake_logits, c.loss)
-            if r1_on or measure:
+            if r1_on or ctx.diagnostics:
                 grad_sq = r1_penalty(real_logits, real, create_graph=r1_on)   # (B,)
                 if r1_on:
                     loss_d = loss_d + 0.5 * c.r1_gamma * grad_sq.mean()
@@ -128,12 +128,12 @@ class AdversarialModel(GenerativeModel):
         logs["loss/d"] = loss_d.detach()
         logs["d/real"] = torch.sigmoid(real_logits.detach()).mean()
         logs["d/fake"] = torch.sigmoid(fake_logits.detach()).mean()
-        if r1_on or measure:
+        if r1_on or ctx.diagnostics:
             logs["r1/grad_norm"] = grad_sq.detach().sqrt().mean()
 
         # ---------------- G step: minimize the generator loss (D frozen) ----------------
         self.discriminator.requires_grad_(False)
-        latents = self.sample_latents(batch, generator)
+        latents = self.sample_latents(batch, ctx.rng)
         fake = self.generate(**latents)
         fake_logits, fake_aux = self.discriminate(fake, latents.get("y"))
         loss_g = generator_loss(fake_logits, c.loss)

@@ -1,94 +1,145 @@
-"""The registry of models and the small contract every model offers.
+"""The model contract: an abstract base every family implements, and optional capabilities.
 
-Every model is an `nn.Module` that owns its networks and offers:
+Every model is a `GenerativeModel` (an `nn.Module` that owns its networks):
   - `make_optimizers()` -> dict of named optimizers,
-  - `training_step(next_batch, optimizers, generator, measure)` -> dict of named scalar tensors,
-  - `sample_latents(n, generator)` -> dict of latent tensors drawn from the prior,
-  - `generate(**latents)` -> images in [-1, 1],
-  - `latent_spec()` -> a `LatentSpec` from which any UI builds its controls,
-  - `grid_latents(generator)` -> (latents, nrow) for the fixed sample grid.
+  - `training_step(batches, optimizers, ctx)` -> dict of detached scalar tensors named "group/name";
+    `batches()` returns the next (images in [-1, 1], labels); `ctx` is a `StepContext`,
+  - `sample(n, rng)` -> (n, C, H, W) images in [-1, 1], and `sample_grid(rng)` -> (images, nrow),
+    the universal path of the loop's grid, the evaluation and the Hub card.
+Class attributes: `name` (set by `register_model`), `config_class`, `training_only` (sub-networks an
+inference export drops) and `tiny` (a config small enough for the test suite).
+
+Optional capabilities are runtime-checkable protocols, checked with `isinstance`, never by name:
+  HasLatents     latent_spec() and generate(**latents): explorer sliders, sweeps, interpolation
+  HasEncoder     encode(x) -> (mean, log_var): reconstructions, encoding an uploaded image
+  HasLikelihood  nll(x01, rng, k) -> nats per image (B,): likelihood metrics (nats, bits/dim)
+  HasClasses     num_classes > 0 and sample(n, rng, y=...) : class-conditional sampling, class accuracy
+  HasCodes       infer_codes(x) -> {"cat": ...}: code accuracy of InfoGAN-like models
 """
 from __future__ import annotations
 
+import abc
 import dataclasses
+import math
 from dataclasses import dataclass, field
+from typing import Callable, ClassVar, Protocol, runtime_checkable
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
-from ..config import ConfigError, from_dict, param
+from ..config import ConfigError, param
 
-MODELS: dict[str, type] = {}
-
-
-def register_model(name: str):
-    """Register a model class under `name` in the one plain dict of models."""
-    def decorate(cls):
-        cls.name = name
-        MODELS[name] = cls
-        return cls
-    return decorate
+Batches = Callable[[], "tuple[Tensor, Tensor]"]
 
 
-def get_model_class(name: str):
-    """The model class registered under `name`, or a ConfigError listing the known names."""
-    if name not in MODELS:
-        raise ConfigError(f"unknown model {name!r}; known models: {', '.join(sorted(MODELS))}")
-    return MODELS[name]
-
-
-def build_model(name: str, model_config: dict | None = None):
-    """Build a registered model from a plain dict of its config fields."""
-    cls = get_model_class(name)
-    return cls(from_dict(cls.config_class, model_config or {}))
+@dataclass(frozen=True)
+class StepContext:
+    """What the loop tells a model at each training step."""
+    step: int                       # optimizer steps done so far: warm-up, decay, lazy regularization
+    rng: torch.Generator            # the loop's generator: batches, latents, noise, timesteps
+    diagnostics: bool = False       # a log step: also compute what costs extra (R1 norm, grad norms)
+    total_steps: int | None = None  # the run's planned length (for LR decay); None: unknown
 
 
 @dataclass
 class ImageConfig:
-    """Fields every model config has; the training loop fills them from the data set."""
+    """Fields every model config has; the training loop fills the first three from the data set."""
     channels: int = param(1, "Image channels (set from the data set).", choices=(1, 3), derived=True)
     image_size: int = param(28, "Image side in pixels (set from the data set).",
                             choices=(28, 32, 64), derived=True)
     num_classes: int = param(10, "Number of classes (set from the data set).", low=1, derived=True)
+    lr_warmup: int = param(0, "Steps of linear learning-rate warm-up from 0; 0 turns it off.", low=0)
+    lr_decay: str = param("none", "Learning-rate decay over the run after warm-up: none, cosine to 0 "
+                          "or linear to 0 (a pure function of the step, so resume stays bit-exact).",
+                          choices=("none", "cosine", "linear"))
+    grad_clip: float = param(0.0, "Clip each optimizer's gradient norm to this; 0 turns it off.",
+                             low=0.0, high=1e6)
+    ema_decay: float = param(0.0, "Decay of an exponential moving average of the sampling network's "
+                             "weights, used for every sample; 0 turns it off (e.g. 0.999).",
+                             low=0.0, high=0.99999)
 
 
 @dataclass
 class LatentSpec:
-    """What a model's generator takes: z, and optionally a class and InfoGAN codes."""
-    z_dim: int
-    z_prior: str = "normal"                      # "normal": N(0, I); "uniform": U[-1, 1]
-    num_classes: int = 0                         # > 0: a class label y is an input (cGAN)
-    categorical: list[int] = field(default_factory=list)   # sizes of categorical codes
-    continuous: int = 0                          # number of continuous codes
+    """What a latent model's generator takes: z of any shape, and optionally a class and codes."""
+    z_dim: int                                              # number of elements of z (prod(z_shape))
+    z_prior: str = "normal"                                 # "normal": N(0, I); "uniform": U[-1, 1]
+    num_classes: int = 0                                    # > 0: a class label y is an input (cGAN)
+    categorical: list[int] = field(default_factory=list)    # sizes of categorical codes
+    continuous: int = 0                                     # number of continuous codes
     continuous_range: tuple[float, float] = (-1.0, 1.0)
+    z_shape: tuple[int, ...] = ()                           # () means (z_dim,): a vector
+
+    def __post_init__(self):
+        self.z_shape = tuple(self.z_shape) or (self.z_dim,)
+        if math.prod(self.z_shape) != self.z_dim:
+            raise ConfigError(f"z_shape {self.z_shape} does not hold z_dim={self.z_dim} elements")
+        self.continuous_range = tuple(self.continuous_range)
+
+    @property
+    def is_vector(self) -> bool:
+        """Per-dimension sliders make sense only for vector latents."""
+        return len(self.z_shape) == 1
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
 
-def sample_prior(spec: LatentSpec, n: int, generator: torch.Generator | None, device) -> dict:
-    """Draw n latents from the prior the spec describes: z, y, categorical and continuous codes."""
+def sample_prior(spec: LatentSpec, n: int, rng: torch.Generator | None, device) -> dict:
+    """Draw n latents from the prior the spec describes: z (n, *z_shape), y, categorical and continuous codes."""
     latents = {}
+    shape = (n, *spec.z_shape)
     if spec.z_prior == "normal":
-        latents["z"] = torch.randn(n, spec.z_dim, generator=generator, device=device)
+        latents["z"] = torch.randn(shape, generator=rng, device=device)
     else:
-        latents["z"] = torch.rand(n, spec.z_dim, generator=generator, device=device) * 2 - 1
+        latents["z"] = torch.rand(shape, generator=rng, device=device) * 2 - 1
     if spec.num_classes:
-        latents["y"] = torch.randint(spec.num_classes, (n,), generator=generator, device=device)
+        latents["y"] = torch.randint(spec.num_classes, (n,), generator=rng, device=device)
     if spec.categorical:
-        latents["cat"] = torch.stack([torch.randint(k, (n,), generator=generator, device=device)
+        latents["cat"] = torch.stack([torch.randint(k, (n,), generator=rng, device=device)
                                       for k in spec.categorical], dim=1)          # (n, n_cat)
     if spec.continuous:
         low, high = spec.continuous_range
         latents["cont"] = low + (high - low) * torch.rand(
-            n, spec.continuous, generator=generator, device=device)                # (n, n_cont)
+            n, spec.continuous, generator=rng, device=device)                      # (n, n_cont)
     return latents
 
 
-class GenerativeModel(nn.Module):
-    """Base class: holds the config and implements the parts of the contract all models share."""
-    name = "base"
-    config_class = ImageConfig
+# ---------------------------------------------------------------- capabilities
+@runtime_checkable
+class HasLatents(Protocol):
+    def latent_spec(self) -> LatentSpec: ...
+    def generate(self, **latents) -> Tensor: ...
+
+
+@runtime_checkable
+class HasEncoder(Protocol):
+    def encode(self, x: Tensor) -> tuple[Tensor, Tensor]: ...
+
+
+@runtime_checkable
+class HasLikelihood(Protocol):
+    def nll(self, x01: Tensor, rng: torch.Generator | None = None, k: int = 1) -> Tensor: ...
+
+
+@runtime_checkable
+class HasCodes(Protocol):
+    def infer_codes(self, x: Tensor) -> dict: ...
+
+
+def has_classes(model) -> bool:
+    """A class-conditional model: its samples can be asked for by class (`sample(n, rng, y=...)`)."""
+    return getattr(model, "conditional", False) and getattr(model.config, "num_classes", 0) > 0
+
+
+# ---------------------------------------------------------------- the base classes
+class GenerativeModel(nn.Module, abc.ABC):
+    """The contract every model family implements; see the module docstring."""
+    name: ClassVar[str] = "base"
+    config_class: ClassVar[type] = ImageConfig
+    training_only: ClassVar[tuple[str, ...]] = ()     # sub-networks an inference export drops
+    tiny: ClassVar[dict] = {}                         # a config small enough for the test suite
+    conditional: ClassVar[bool] = False               # sample(n, rng, y=labels) is meaningful
 
     def __init__(self, config):
         super().__init__()
@@ -98,19 +149,51 @@ class GenerativeModel(nn.Module):
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
+    @abc.abstractmethod
+    def make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """Named optimizers; their state is checkpointed under these names."""
+
+    @abc.abstractmethod
+    def training_step(self, batches: Batches, optimizers: dict[str, torch.optim.Optimizer],
+                      ctx: StepContext) -> dict[str, Tensor]:
+        """One training step (all its phases); returns detached scalar tensors named "group/name"."""
+
+    @abc.abstractmethod
+    def sample(self, n: int, rng: torch.Generator | None = None, y: Tensor | None = None) -> Tensor:
+        """n images in [-1, 1], shape (n, C, H, W); `y` asks a conditional model for classes."""
+
+    def sample_grid(self, rng: torch.Generator) -> tuple[Tensor, int]:
+        """The loop's fixed sample grid: (images, nrow); rows are classes for conditional models."""
+        rows = min(self.config.num_classes, 10) if has_classes(self) else 8
+        y = torch.arange(rows, device=self.device).repeat_interleave(rows) if has_classes(self) else None
+        return self.sample(rows * rows, rng, y=y), rows
+
+    def check_config(self):
+        if self.config.image_size not in (28, 32, 64):
+            raise ConfigError(f"{self.name} supports image sizes 28, 32 and 64, "
+                              f"got {self.config.image_size}")
+
+
+class LatentModel(GenerativeModel):
+    """A model with an explicit latent input: x = generate(**latents), latents from a prior."""
+
+    @abc.abstractmethod
     def latent_spec(self) -> LatentSpec:
-        raise NotImplementedError
+        """What generate() takes; every UI builds its controls from it."""
 
-    def sample_latents(self, n: int, generator: torch.Generator | None = None) -> dict:
+    @abc.abstractmethod
+    def generate(self, **latents) -> Tensor:
+        """Images in [-1, 1] from latents shaped as `latent_spec()` says."""
+
+    def sample_latents(self, n: int, rng: torch.Generator | None = None) -> dict:
         """Latents from the prior, on the model's device."""
-        return sample_prior(self.latent_spec(), n, generator, self.device)
+        return sample_prior(self.latent_spec(), n, rng, self.device)
 
-    def grid_latents(self, generator: torch.Generator) -> tuple[dict, int]:
+    def grid_latents(self, rng: torch.Generator) -> tuple[dict, int]:
         """Latents for the fixed sample grid; classes or the first categorical code run down rows."""
         spec = self.latent_spec()
-        rows = spec.num_classes or (spec.categorical[0] if spec.categorical else 8)
-        rows = min(rows, 10)
-        latents = self.sample_latents(rows * rows, generator)
+        rows = min(spec.num_classes or (spec.categorical[0] if spec.categorical else 8), 10)
+        latents = self.sample_latents(rows * rows, rng)
         row_index = torch.arange(rows, device=self.device).repeat_interleave(rows)   # (rows*rows,)
         if spec.num_classes:
             latents["y"] = row_index
@@ -119,31 +202,13 @@ class GenerativeModel(nn.Module):
         return latents, rows
 
     @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """n images from the prior, in [-1, 1], shape (n, C, H, W)."""
-        return self.generate(**self.sample_latents(n, generator))
+    def sample(self, n: int, rng: torch.Generator | None = None, y: Tensor | None = None) -> Tensor:
+        latents = self.sample_latents(n, rng)
+        if y is not None and "y" in latents:
+            latents["y"] = y.to(latents["y"].device)
+        return self.generate(**latents)
 
-    def check_config(self):
-        if self.config.image_size not in (28, 32, 64):
-            raise ConfigError(f"{self.name} supports image sizes 28, 32 and 64, "
-                              f"got {self.config.image_size}")
-
-
-def upsampling_plan(image_size: int) -> tuple[int, int]:
-    """(start side, number of x2 stages): 28 = 7*2*2, 32 = 4*2*2*2, 64 = 4*2*2*2*2."""
-    plans = {28: (7, 2), 32: (4, 3), 64: (4, 4)}
-    if image_size not in plans:
-        raise ConfigError(f"image size {image_size} is not supported; use 28, 32 or 64")
-    return plans[image_size]
-
-
-def init_dcgan_weights(module: nn.Module) -> None:
-    """Radford 2015, sec. 4: all weights from N(0, 0.02); norm scales from N(1, 0.02)."""
-    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.Embedding)):
-        nn.init.normal_(module.weight, 0.0, 0.02)
-        if getattr(module, "bias", None) is not None:
-            nn.init.zeros_(module.bias)
-    elif isinstance(module, (nn.BatchNorm2d, nn.BatchNorm1d, nn.GroupNorm, nn.LayerNorm)):
-        if module.weight is not None:
-            nn.init.normal_(module.weight, 1.0, 0.02)
-            nn.init.zeros_(module.bias)
+    @torch.no_grad()
+    def sample_grid(self, rng: torch.Generator) -> tuple[Tensor, int]:
+        latents, rows = self.grid_latents(rng)
+        return self.generate(**latents), rows

@@ -15,7 +15,9 @@ from torch import nn
 
 from ..config import param
 from .adversarial import AdversarialModel
-from .base import LatentSpec, init_dcgan_weights, register_model
+from .base import LatentSpec
+from .nn.conv import init_dcgan_weights
+from .registry import register_model
 from .dcgan import DCGANConfig, Discriminator, Generator, resolve_d_norm
 
 
@@ -43,6 +45,7 @@ class ProjectionDiscriminator(nn.Module):
 
 @register_model("cgan")
 class CGAN(AdversarialModel):
+    conditional = True
     """G(z, y) and D(x, y) (Mirza 2014 eq. 2)."""
     config_class = CGANConfig
 

@@ -8,7 +8,9 @@ from torch import nn
 
 from ..config import param
 from .adversarial import AdversarialModel, GANOptions
-from .base import LatentSpec, init_dcgan_weights, register_model, upsampling_plan
+from .base import LatentSpec
+from .nn.conv import init_dcgan_weights, upsampling_plan
+from .registry import register_model
 
 D_NORMS = ("auto", "batch", "layer", "none")
 

@@ -8,7 +8,8 @@ from torch import nn
 
 from ..config import param
 from .adversarial import AdversarialModel, GANOptions
-from .base import LatentSpec, register_model
+from .base import LatentSpec
+from .registry import register_model
 
 
 @dataclass

@@ -14,7 +14,9 @@ from torch import nn
 
 from ..config import ConfigError, param
 from .adversarial import adam
-from .base import GenerativeModel, ImageConfig, LatentSpec, register_model, upsampling_plan
+from .base import ImageConfig, LatentModel, LatentSpec, StepContext
+from .nn.conv import upsampling_plan
+from .registry import register_model
 
 
 @dataclass
@@ -67,7 +69,7 @@ class Decoder(nn.Module):
 
 
 @register_model("vae")
-class VAE(GenerativeModel):
+class VAE(LatentModel):
     """Maximizes the ELBO, Kingma 2013 eq. 10: -KL(q(z|x) || p(z)) + E_q[log p(x|z)]."""
     config_class = VAEConfig
 
@@ -117,13 +119,12 @@ class VAE(GenerativeModel):
         kl = 0.5 * (mean.pow(2) + log_var.exp() - 1 - log_var).sum(1)               # appendix B, (B,)
         return recon, kl
 
-    def training_step(self, next_batch, optimizers: dict, generator: torch.Generator,
-                      measure: bool = False) -> dict:
+    def training_step(self, batches, optimizers: dict, ctx: StepContext) -> dict:
         """One Adam step on the negative ELBO averaged over the batch."""
-        x, _ = next_batch()                                                         # (B, C, H, W)
-        x01 = self.targets(x, generator)
+        x, _ = batches()                                                         # (B, C, H, W)
+        x01 = self.targets(x, ctx.rng)
         encoder_input = x01 * 2 - 1 if self.config.likelihood == "bernoulli" else x
-        recon, kl = self.negative_elbo(encoder_input, x01, generator)
+        recon, kl = self.negative_elbo(encoder_input, x01, ctx.rng)
         loss = (recon + kl).mean()
         optimizer = optimizers["vae"]
         optimizer.zero_grad(set_to_none=True)

@@ -1,0 +1,1 @@
+"""Layers and training services shared by several model families."""

@@ -1,0 +1,26 @@
+"""Convolutional building blocks shared by the GANs and the VAE."""
+from __future__ import annotations
+
+from torch import nn
+
+from ...config import ConfigError
+
+
+def upsampling_plan(image_size: int) -> tuple[int, int]:
+    """(start side, number of x2 stages): 28 = 7*2*2, 32 = 4*2*2*2, 64 = 4*2*2*2*2."""
+    plans = {28: (7, 2), 32: (4, 3), 64: (4, 4)}
+    if image_size not in plans:
+        raise ConfigError(f"image size {image_size} is not supported; use 28, 32 or 64")
+    return plans[image_size]
+
+
+def init_dcgan_weights(module: nn.Module) -> None:
+    """Radford 2015, sec. 4: all weights from N(0, 0.02); norm scales from N(1, 0.02)."""
+    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.Embedding)):
+        nn.init.normal_(module.weight, 0.0, 0.02)
+        if getattr(module, "bias", None) is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, (nn.BatchNorm2d, nn.BatchNorm1d, nn.GroupNorm, nn.LayerNorm)):
+        if module.weight is not None:
+            nn.init.normal_(module.weight, 1.0, 0.02)
+            nn.init.zeros_(module.bias)
