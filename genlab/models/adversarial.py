@@ -15,6 +15,7 @@ from torch import nn
 
 from ..config import param
 from .base import ImageConfig, LatentModel, StepContext
+from .nn.optim import adam
 
 GAN_LOSSES = ("nonsaturating", "minimax", "hinge")
 
@@ -54,14 +55,6 @@ def r1_penalty(real_logits: torch.Tensor, real: torch.Tensor, create_graph: bool
     """Mescheder 2018 eq. 9: per-sample ||grad_x D(x)||^2 on real data, shape (B,); gamma/2 is the caller's."""
     (grad,) = torch.autograd.grad(real_logits.sum(), real, create_graph=create_graph, retain_graph=True)
     return grad.pow(2).flatten(1).sum(1)
-
-
-def adam(params, lr: float, beta1: float, beta2: float) -> torch.optim.Adam:
-    """Adam with the fused kernel on CUDA and the foreach one elsewhere."""
-    params = list(params)
-    fused = params[0].is_cuda
-    return torch.optim.Adam(params, lr=lr, betas=(beta1, beta2), fused=fused or None,
-                            foreach=None if fused else True)
 
 
 class AdversarialModel(LatentModel):

@@ -45,8 +45,8 @@ class ProjectionDiscriminator(nn.Module):
 
 @register_model("cgan")
 class CGAN(AdversarialModel):
-    conditional = True
     """G(z, y) and D(x, y) (Mirza 2014 eq. 2)."""
+    conditional = True
     config_class = CGANConfig
 
     def __init__(self, config: CGANConfig):

@@ -13,9 +13,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import ConfigError, param
-from .adversarial import adam
 from .base import ImageConfig, LatentModel, LatentSpec, StepContext
 from .nn.conv import upsampling_plan
+from .nn.optim import adam
 from .registry import register_model
 
 
