@@ -128,29 +128,8 @@ def hungarian_accuracy(predicted: torch.Tensor, labels: torch.Tensor) -> tuple[f
 
 def importance_weighted_bound(model, x01: torch.Tensor, k: int, chunk: int = 250,
                               generator: torch.Generator | None = None) -> torch.Tensor:
-    """Burda 2015 eq. 8: log (1/k) sum_i p(x, z_i) / q(z_i | x), z_i ~ q(z | x); nats per image, (B,).
-
-    k = 1 is the ELBO's one-sample estimate; the bound is monotone in k and tends to log p(x).
-    Samples are drawn `chunk` at a time and combined with a running logsumexp.
-    """
-    x = x01 * 2 - 1                                                                 # the encoder sees [-1, 1]
-    mean, log_var = model.encode(x)                                                # (B, Z) each
-    std = torch.exp(0.5 * log_var)
-    batch = x01.shape[0]
-    total = torch.full((batch,), -math.inf, dtype=torch.float64, device=x01.device)
-    log_normal = -0.5 * math.log(2 * math.pi)
-    for start in range(0, k, chunk):
-        n = min(chunk, k - start)
-        eps = torch.randn((n,) + tuple(mean.shape), generator=generator, device=mean.device)   # (n, B, Z)
-        z = mean + std * eps
-        log_q = (log_normal - 0.5 * log_var - 0.5 * eps.pow(2)).sum(-1)            # (n, B)
-        log_prior = (log_normal - 0.5 * z.pow(2)).sum(-1)                          # (n, B)
-        decoded = model.decoder(z.reshape(n * batch, -1))                           # (n*B, C, H, W)
-        target = x01.expand(n, *x01.shape).reshape(n * batch, *x01.shape[1:])
-        log_lik = model.log_likelihood(target, decoded).view(n, batch)             # (n, B)
-        log_w = (log_lik + log_prior - log_q).double()
-        total = torch.logaddexp(total, torch.logsumexp(log_w, dim=0))
-    return total - math.log(k)
+    """Burda 2015 eq. 8 in nats per image, (B,): minus the model's `nll` (see `VAE.nll`)."""
+    return -model.nll(x01, generator, k=k, chunk=chunk)
 
 
 # ---------------------------------------------------------------- the registry

@@ -162,6 +162,9 @@ class GenerativeModel(nn.Module, abc.ABC):
     def sample(self, n: int, rng: torch.Generator | None = None, y: Tensor | None = None) -> Tensor:
         """n images in [-1, 1], shape (n, C, H, W); `y` asks a conditional model for classes."""
 
+    def end_step(self, ctx: StepContext) -> None:
+        """Called by `training_step` after its last update (EMA weights follow here); nothing by default."""
+
     def sample_grid(self, rng: torch.Generator) -> tuple[Tensor, int]:
         """The loop's fixed sample grid: (images, nrow); rows are classes for conditional models."""
         rows = min(self.config.num_classes, 10) if has_classes(self) else 8

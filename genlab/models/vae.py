@@ -133,6 +133,34 @@ class VAE(LatentModel):
         return {"loss/total": loss.detach(), "loss/recon": recon.mean().detach(),
                 "loss/kl": kl.mean().detach()}
 
+    @torch.no_grad()
+    def nll(self, x01: torch.Tensor, rng: torch.Generator | None = None, k: int = 1,
+            chunk: int = 250) -> torch.Tensor:
+        """-log p(x) bounded by Burda 2015 eq. 8: -log (1/k) sum_i p(x, z_i) / q(z_i | x); nats per image, (B,).
+
+        k = 1 is the ELBO's one-sample estimate; the bound tightens with k towards -log p(x). x01 is in
+        [0, 1] (binary for the Bernoulli likelihood). Samples are drawn `chunk` at a time and combined
+        with a running logsumexp, in float64.
+        """
+        x = x01 * 2 - 1                                                            # the encoder sees [-1, 1]
+        mean, log_var = self.encode(x)                                             # (B, Z) each
+        std = torch.exp(0.5 * log_var)
+        batch = x01.shape[0]
+        total = torch.full((batch,), -math.inf, dtype=torch.float64, device=x01.device)
+        log_normal = -0.5 * math.log(2 * math.pi)
+        for start in range(0, k, chunk):
+            n = min(chunk, k - start)
+            eps = torch.randn((n,) + tuple(mean.shape), generator=rng, device=mean.device)   # (n, B, Z)
+            z = mean + std * eps
+            log_q = (log_normal - 0.5 * log_var - 0.5 * eps.pow(2)).sum(-1)        # (n, B)
+            log_prior = (log_normal - 0.5 * z.pow(2)).sum(-1)                      # (n, B)
+            decoded = self.decoder(z.reshape(n * batch, -1))                       # (n*B, C, H, W)
+            target = x01.expand(n, *x01.shape).reshape(n * batch, *x01.shape[1:])
+            log_lik = self.log_likelihood(target, decoded).view(n, batch)          # (n, B)
+            log_w = (log_lik + log_prior - log_q).double()
+            total = torch.logaddexp(total, torch.logsumexp(log_w, dim=0))
+        return math.log(k) - total
+
     def generate(self, z, **_) -> torch.Tensor:
         """The decoder's mean image E[x|z], in [-1, 1]."""
         decoded = self.decoder(z)
