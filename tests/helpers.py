@@ -1,4 +1,4 @@
-"""Tiny configs shared by the tests: every model small enough to train a step in milliseconds."""
+"""Shared by the tests: tiny run configs (each model declares its own `tiny`), browser helpers."""
 from __future__ import annotations
 
 import contextlib
@@ -12,22 +12,23 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 
-TINY_MODEL = {
-    "gan": {"z_dim": 8, "g_hidden": 32, "d_hidden": 16, "maxout_pieces": 2},
-    "dcgan": {"z_dim": 8, "g_channels": 8, "d_channels": 8},
-    "cgan": {"z_dim": 8, "g_channels": 8, "d_channels": 8},
-    "infogan": {"z_dim": 8, "g_channels": 8, "d_channels": 8, "fc_width": 32, "q_width": 16},
-    "vae": {"z_dim": 4, "width": 8, "hidden": 32},
-}
 
-
-def tiny_config(model: str = "dcgan", **train):
-    """A run config on the synthetic set with a tiny model."""
+def tiny_config(model: str = "dcgan", model_fields: dict | None = None, **train):
+    """A run config on the synthetic set with the model's own `tiny` config (plus `model_fields`)."""
     from genlab import make_config
+    from genlab.models import MODELS
     values = dict(model=model, dataset="synthetic", image_size=28, steps=4, batch_size=8,
                   log_every=2, sample_every=2, checkpoint_every=2, device="cpu")
     values.update(train)
-    return make_config(values, TINY_MODEL[model])
+    return make_config(values, dict(MODELS[model].tiny, **(model_fields or {})))
+
+
+def _tiny_configs() -> dict:
+    from genlab.models import MODELS
+    return {name: dict(cls.tiny) for name, cls in MODELS.items()}
+
+
+TINY_MODEL = _tiny_configs()     # {name: tiny config} of the models registered at import, from the registry
 
 
 # ---------------------------------------------------------------- browser tests

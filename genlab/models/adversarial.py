@@ -1,11 +1,12 @@
 """What every GAN shares: the losses, the R1 penalty and the D-step / G-step training step.
 
 A GAN model subclasses `AdversarialModel` and provides `generator`, `discriminator`,
-`generate(**latents)` and `discriminate(x, y) -> (logits, aux)`. InfoGAN adds `aux_loss`.
+`generate(**latents)` (through `self.sampling_network()`, the generator or its EMA) and
+`discriminate(x, y) -> (logits, aux)`, and calls `self.attach_ema()` at the end of `__init__`.
+InfoGAN adds `aux_loss`. An inference export drops the discriminator (`training_only`).
 """
 from __future__ import annotations
 
-import math
 import warnings
 from dataclasses import dataclass
 
@@ -62,6 +63,7 @@ class AdversarialModel(LatentModel):
     generator: nn.Module
     discriminator: nn.Module
     training_only = ("discriminator",)
+    ema_of = "generator"
 
     def discriminate(self, x: torch.Tensor, y: torch.Tensor | None) -> tuple[torch.Tensor, object]:
         """D's logits, shape (B,), and auxiliary outputs (InfoGAN's Q head) or None."""
@@ -71,13 +73,10 @@ class AdversarialModel(LatentModel):
         """An extra loss added to both D and G steps (InfoGAN's mutual information term)."""
         return None, {}
 
-    def discriminator_parameters(self):
-        return self.discriminator.parameters()
-
     def make_optimizers(self) -> dict:
         c = self.config
         return {"generator": adam(self.generator.parameters(), c.lr_g, c.beta1, c.beta2),
-                "discriminator": adam(self.discriminator_parameters(), c.lr_d, c.beta1, c.beta2)}
+                "discriminator": adam(self.discriminator.parameters(), c.lr_d, c.beta1, c.beta2)}
 
     def uses_batchnorm_in_d(self) -> bool:
         return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in self.discriminator.modules())
@@ -141,8 +140,3 @@ class AdversarialModel(LatentModel):
         logs["loss/g"] = loss_g.detach()
         logs.update({k: v.detach() for k, v in info_logs.items()})
         return logs
-
-
-def log_uniform_entropy(low: float, high: float) -> float:
-    """Differential entropy of U[low, high], in nats."""
-    return math.log(high - low)

@@ -7,7 +7,13 @@ Every model is a `GenerativeModel` (an `nn.Module` that owns its networks):
   - `sample(n, rng)` -> (n, C, H, W) images in [-1, 1], and `sample_grid(rng)` -> (images, nrow),
     the universal path of the loop's grid, the evaluation and the Hub card.
 Class attributes: `name` (set by `register_model`), `config_class`, `training_only` (sub-networks an
-inference export drops) and `tiny` (a config small enough for the test suite).
+inference export drops), `tiny` (a config small enough for the test suite) and `ema_of` (the
+sub-network whose moving average samples use when `config.ema_decay > 0`).
+
+Training services come from config fields every model has (ImageConfig): `lr_warmup`, `lr_decay` and
+`grad_clip` through `nn.optim.optimizer_step`, and `ema_decay`: the model then owns
+`self.ema = EMA(<ema_of network>)`, updated by `end_step(ctx)` at the end of each training step and used
+by `sampling_network()` in eval mode. With ema_decay 0 there is no `ema` submodule at all.
 
 Optional capabilities are runtime-checkable protocols, checked with `isinstance`, never by name:
   HasLatents     latent_spec() and generate(**latents): explorer sliders, sweeps, interpolation
@@ -28,6 +34,7 @@ import torch
 from torch import Tensor, nn
 
 from ..config import ConfigError, param
+from .nn.ema import EMA
 
 Batches = Callable[[], "tuple[Tensor, Tensor]"]
 
@@ -140,10 +147,25 @@ class GenerativeModel(nn.Module, abc.ABC):
     training_only: ClassVar[tuple[str, ...]] = ()     # sub-networks an inference export drops
     tiny: ClassVar[dict] = {}                         # a config small enough for the test suite
     conditional: ClassVar[bool] = False               # sample(n, rng, y=labels) is meaningful
+    ema_of: ClassVar[str] = ""                        # the sampling network an EMA follows ("": none)
 
     def __init__(self, config):
         super().__init__()
         self.config = config
+
+    def attach_ema(self) -> None:
+        """Own `self.ema`, a moving average of the `ema_of` network, when config.ema_decay > 0.
+
+        Call it at the end of `__init__`, after weight initialization (it copies the network).
+        """
+        if self.ema_of and getattr(self.config, "ema_decay", 0.0) > 0:
+            self.ema = EMA(getattr(self, self.ema_of), self.config.ema_decay)
+
+    def sampling_network(self) -> nn.Module:
+        """The network samples come from: its EMA in eval mode when the model keeps one, else the
+        raw network (every training forward pass uses the raw network)."""
+        ema = getattr(self, "ema", None)
+        return ema if ema is not None and not self.training else getattr(self, self.ema_of)
 
     @property
     def device(self) -> torch.device:
@@ -163,7 +185,10 @@ class GenerativeModel(nn.Module, abc.ABC):
         """n images in [-1, 1], shape (n, C, H, W); `y` asks a conditional model for classes."""
 
     def end_step(self, ctx: StepContext) -> None:
-        """Called by `training_step` after its last update (EMA weights follow here); nothing by default."""
+        """Called by `training_step` after its last update: the EMA weights (if any) follow the network."""
+        ema = getattr(self, "ema", None)
+        if ema is not None:
+            ema.update(getattr(self, self.ema_of), ctx.step)
 
     def sample_grid(self, rng: torch.Generator) -> tuple[Tensor, int]:
         """The loop's fixed sample grid: (images, nrow); rows are classes for conditional models."""

@@ -48,6 +48,7 @@ class CGAN(AdversarialModel):
     """G(z, y) and D(x, y) (Mirza 2014 eq. 2)."""
     conditional = True
     config_class = CGANConfig
+    tiny = {"z_dim": 8, "g_channels": 8, "d_channels": 8}
 
     def __init__(self, config: CGANConfig):
         super().__init__(config)
@@ -64,6 +65,7 @@ class CGAN(AdversarialModel):
                                                in_extra=c.num_classes)
         self.apply(init_dcgan_weights)
         self.warn_r1_with_batchnorm()
+        self.attach_ema()
 
     def latent_spec(self) -> LatentSpec:
         return LatentSpec(z_dim=self.config.z_dim, num_classes=self.config.num_classes)
@@ -71,7 +73,7 @@ class CGAN(AdversarialModel):
     def generate(self, z, y, **_) -> torch.Tensor:
         """x = G(z | y), in [-1, 1]."""
         y_onehot = F.one_hot(y, self.config.num_classes).to(z.dtype)                # (B, K)
-        return self.generator(torch.cat([z, y_onehot], dim=1))                       # (B, C, H, W)
+        return self.sampling_network()(torch.cat([z, y_onehot], dim=1))                       # (B, C, H, W)
 
     def discriminate(self, x, y):
         """D(x | y): the one-hot y as K constant maps beside the image channels, or the projection."""

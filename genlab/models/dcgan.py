@@ -80,6 +80,7 @@ class Discriminator(nn.Module):
 class DCGAN(AdversarialModel):
     """Radford 2015's architecture guidelines, at 28x28 (MNIST), 32x32 or 64x64 (CelebA)."""
     config_class = DCGANConfig
+    tiny = {"z_dim": 8, "g_channels": 8, "d_channels": 8}
 
     def __init__(self, config: DCGANConfig):
         super().__init__(config)
@@ -90,13 +91,14 @@ class DCGAN(AdversarialModel):
                                            resolve_d_norm(c.d_norm, c.r1_gamma))
         self.apply(init_dcgan_weights)
         self.warn_r1_with_batchnorm()
+        self.attach_ema()
 
     def latent_spec(self) -> LatentSpec:
         return LatentSpec(z_dim=self.config.z_dim)
 
     def generate(self, z, **_) -> torch.Tensor:
         """x = G(z), in [-1, 1]."""
-        return self.generator(z)
+        return self.sampling_network()(z)
 
     def discriminate(self, x, y=None):
         return self.discriminator(x), None

@@ -66,18 +66,20 @@ class Discriminator(nn.Module):
 class GAN(AdversarialModel):
     """The original GAN: D and G play the minimax game of eq. 1."""
     config_class = GANConfig
+    tiny = {"z_dim": 8, "g_hidden": 32, "d_hidden": 16, "maxout_pieces": 2}
 
     def __init__(self, config: GANConfig):
         super().__init__(config)
         self.generator = Generator(config)
         self.discriminator = Discriminator(config)
+        self.attach_ema()
 
     def latent_spec(self) -> LatentSpec:
         return LatentSpec(z_dim=self.config.z_dim)
 
     def generate(self, z, **_) -> torch.Tensor:
         """x = G(z), in [-1, 1]."""
-        return self.generator(z)
+        return self.sampling_network()(z)
 
     def discriminate(self, x, y=None):
         return self.discriminator(x), None

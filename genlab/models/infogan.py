@@ -98,6 +98,7 @@ class DiscriminatorQ(nn.Module):
 class InfoGAN(AdversarialModel):
     """G(z, c), D(x) and Q(c | x) sharing D's body."""
     config_class = InfoGANConfig
+    tiny = {"z_dim": 8, "g_channels": 8, "d_channels": 8, "fc_width": 32, "q_width": 16}
 
     def __init__(self, config: InfoGANConfig):
         super().__init__(config)
@@ -108,6 +109,7 @@ class InfoGAN(AdversarialModel):
         self.discriminator = DiscriminatorQ(c, n_cat + self.cont_params() * c.continuous_codes)
         self.apply(init_dcgan_weights)
         self.warn_r1_with_batchnorm()
+        self.attach_ema()
 
     def cont_params(self) -> int:
         """Q's outputs per continuous code: the mean, and the log-std when it is learned."""
@@ -129,7 +131,7 @@ class InfoGAN(AdversarialModel):
 
     def generate(self, z, cat=None, cont=None, **_) -> torch.Tensor:
         """x = G(z, c), in [-1, 1]."""
-        return self.generator(self.generator_input(z, cat, cont))
+        return self.sampling_network()(self.generator_input(z, cat, cont))
 
     def discriminate(self, x, y=None):
         return self.discriminator(x)

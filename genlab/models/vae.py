@@ -15,7 +15,7 @@ from torch import nn
 from ..config import ConfigError, param
 from .base import ImageConfig, LatentModel, LatentSpec, StepContext
 from .nn.conv import upsampling_plan
-from .nn.optim import adam
+from .nn.optim import adam, optimizer_step
 from .registry import register_model
 
 
@@ -72,6 +72,9 @@ class Decoder(nn.Module):
 class VAE(LatentModel):
     """Maximizes the ELBO, Kingma 2013 eq. 10: -KL(q(z|x) || p(z)) + E_q[log p(x|z)]."""
     config_class = VAEConfig
+    tiny = {"z_dim": 4, "width": 8, "hidden": 32}
+    training_only = ()              # the encoder stays: reconstructions, encoding an image, the IWAE bound
+    ema_of = "decoder"
 
     def __init__(self, config: VAEConfig):
         super().__init__(config)
@@ -83,12 +86,14 @@ class VAE(LatentModel):
         self.encoder = Encoder(config)
         self.decoder = Decoder(config)
         self.log_scale = nn.Parameter(torch.full((config.channels,), math.log(0.1)))   # Gaussian only
+        self.attach_ema()
 
     def latent_spec(self) -> LatentSpec:
         return LatentSpec(z_dim=self.config.z_dim)
 
     def make_optimizers(self) -> dict:
-        return {"vae": adam(self.parameters(), self.config.lr, 0.9, 0.999)}
+        params = [p for name, p in self.named_parameters() if not name.startswith("ema.")]
+        return {"vae": adam(params, self.config.lr, 0.9, 0.999)}
 
     def encode(self, x: torch.Tensor):
         """q(z|x) = N(mean, exp(log_var)) for x in [-1, 1]."""
@@ -120,16 +125,14 @@ class VAE(LatentModel):
         return recon, kl
 
     def training_step(self, batches, optimizers: dict, ctx: StepContext) -> dict:
-        """One Adam step on the negative ELBO averaged over the batch."""
+        """One Adam step on the negative ELBO averaged over the batch (lr schedule and clipping from the config)."""
         x, _ = batches()                                                         # (B, C, H, W)
         x01 = self.targets(x, ctx.rng)
         encoder_input = x01 * 2 - 1 if self.config.likelihood == "bernoulli" else x
         recon, kl = self.negative_elbo(encoder_input, x01, ctx.rng)
         loss = (recon + kl).mean()
-        optimizer = optimizers["vae"]
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        optimizer_step(optimizers["vae"], loss, ctx, self.config)
+        self.end_step(ctx)
         return {"loss/total": loss.detach(), "loss/recon": recon.mean().detach(),
                 "loss/kl": kl.mean().detach()}
 
@@ -162,8 +165,8 @@ class VAE(LatentModel):
         return math.log(k) - total
 
     def generate(self, z, **_) -> torch.Tensor:
-        """The decoder's mean image E[x|z], in [-1, 1]."""
-        decoded = self.decoder(z)
+        """The decoder's mean image E[x|z], in [-1, 1] (the decoder's EMA in eval mode, if kept)."""
+        decoded = self.sampling_network()(z)
         if self.config.likelihood == "bernoulli":
             return torch.sigmoid(decoded) * 2 - 1
         return decoded.clamp(-1, 1)
