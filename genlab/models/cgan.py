@@ -16,9 +16,9 @@ from torch import nn
 from ..config import param
 from .adversarial import AdversarialModel
 from .base import LatentSpec
-from .nn.conv import init_dcgan_weights
+from .dcgan import DCGANConfig, Discriminator, Generator
+from .nn.conv import init_dcgan_weights, resolve_d_norm
 from .registry import register_model
-from .dcgan import DCGANConfig, Discriminator, Generator, resolve_d_norm
 
 
 @dataclass

@@ -9,11 +9,8 @@ from torch import nn
 from ..config import param
 from .adversarial import AdversarialModel, GANOptions
 from .base import LatentSpec
-from .nn.conv import init_dcgan_weights, upsampling_plan
+from .nn.conv import D_NORMS, d_norm_layer, init_dcgan_weights, resolve_d_norm, upsampling_plan
 from .registry import register_model
-
-D_NORMS = ("auto", "batch", "layer", "none")
-
 
 @dataclass
 class DCGANConfig(GANOptions):
@@ -23,19 +20,6 @@ class DCGANConfig(GANOptions):
     d_channels: int = param(64, "Discriminator base width (ndf).", low=4, high=512)
     d_norm: str = param("auto", "Discriminator normalization; auto is BatchNorm as in the paper, "
                         "or per-sample LayerNorm when R1 is on.", choices=D_NORMS)
-
-
-def d_norm_layer(kind: str, channels: int) -> nn.Module:
-    """BatchNorm as in the paper, or a per-sample norm that keeps R1's gradients per sample."""
-    if kind == "batch":
-        return nn.BatchNorm2d(channels)
-    if kind == "layer":
-        return nn.GroupNorm(1, channels)             # LayerNorm over (C, H, W), per sample
-    return nn.Identity()
-
-
-def resolve_d_norm(kind: str, r1_gamma: float) -> str:
-    return ("layer" if r1_gamma > 0 else "batch") if kind == "auto" else kind
 
 
 class Generator(nn.Module):

@@ -14,9 +14,8 @@ from torch import nn
 from ..config import param
 from .adversarial import AdversarialModel, GANOptions
 from .base import LatentSpec
-from .nn.conv import init_dcgan_weights, upsampling_plan
+from .nn.conv import D_NORMS, d_norm_layer, init_dcgan_weights, norm1d, resolve_d_norm, upsampling_plan
 from .registry import register_model
-from .dcgan import D_NORMS, d_norm_layer, resolve_d_norm
 
 
 @dataclass
@@ -43,10 +42,6 @@ class InfoGANConfig(GANOptions):
     d_norm: str = param("auto", "Discriminator normalization; auto is BatchNorm as in the paper, "
                         "or per-sample LayerNorm when R1 is on.", choices=D_NORMS)
     lr_g: float = param(1e-3, "Generator learning rate (Adam); the paper uses 1e-3.", low=1e-6, high=1.0, log=True)
-
-
-def norm1d(kind: str, width: int) -> nn.Module:
-    return {"batch": nn.BatchNorm1d, "layer": nn.LayerNorm}.get(kind, lambda _: nn.Identity())(width)
 
 
 class Generator(nn.Module):

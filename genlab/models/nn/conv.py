@@ -1,4 +1,4 @@
-"""Convolutional building blocks shared by the GANs and the VAE."""
+"""Building blocks shared by the GANs and the VAE: the upsampling plan, DCGAN init, discriminator norms."""
 from __future__ import annotations
 
 from torch import nn
@@ -24,3 +24,25 @@ def init_dcgan_weights(module: nn.Module) -> None:
         if module.weight is not None:
             nn.init.normal_(module.weight, 1.0, 0.02)
             nn.init.zeros_(module.bias)
+
+
+D_NORMS = ("auto", "batch", "layer", "none")
+
+
+def resolve_d_norm(kind: str, r1_gamma: float) -> str:
+    """auto: BatchNorm as in DCGAN, or a per-sample norm when R1 (a per-sample penalty) is on."""
+    return ("layer" if r1_gamma > 0 else "batch") if kind == "auto" else kind
+
+
+def d_norm_layer(kind: str, channels: int) -> nn.Module:
+    """BatchNorm as in the paper, or a per-sample norm that keeps R1's gradients per sample."""
+    if kind == "batch":
+        return nn.BatchNorm2d(channels)
+    if kind == "layer":
+        return nn.GroupNorm(1, channels)             # LayerNorm over (C, H, W), per sample
+    return nn.Identity()
+
+
+def norm1d(kind: str, width: int) -> nn.Module:
+    """The same choice for fully connected features (B, width)."""
+    return {"batch": nn.BatchNorm1d, "layer": nn.LayerNorm}.get(kind, lambda _: nn.Identity())(width)
