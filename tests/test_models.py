@@ -1,4 +1,6 @@
-"""Each model on a tiny config: shapes, one training step, save/load round trip."""
+"""What is particular to each paper (architectures, likelihoods, conditioning), and the training
+services every model shares (lr schedule, clipping, EMA) against hand computation. What every model
+must do is asserted over the registry in test_contract.py."""
 import math
 
 import pytest
@@ -7,15 +9,14 @@ import torch
 import genlab
 from genlab.checkpoint import save_checkpoint
 from genlab.models import MODELS, StepContext, build_model
-
-from helpers import TINY_MODEL
-
-SHAPES = [(1, 28), (3, 32), (3, 64)]
+from genlab.models.base import ImageConfig
+from genlab.models.nn.ema import EMA
+from genlab.models.nn.optim import lr_factor, optimizer_step
 
 
 def tiny_model(name, channels=1, size=28, **extra):
     torch.manual_seed(0)
-    return build_model(name, dict(TINY_MODEL[name], channels=channels, image_size=size, **extra))
+    return build_model(name, dict(MODELS[name].tiny, channels=channels, image_size=size, **extra))
 
 
 def batches(channels, size, batch=6):
@@ -27,59 +28,14 @@ def batches(channels, size, batch=6):
     return next_batch
 
 
-def test_registry_has_the_five_models():
-    assert set(MODELS) >= {"gan", "dcgan", "cgan", "infogan", "vae"}
-
-
-@pytest.mark.parametrize("name", sorted(TINY_MODEL))
-@pytest.mark.parametrize("channels,size", SHAPES)
-def test_generate_shape_and_range(name, channels, size):
-    model = tiny_model(name, channels, size).eval()
-    latents = model.sample_latents(5, torch.Generator().manual_seed(0))
-    images = model.generate(**latents)
-    assert images.shape == (5, channels, size, size)
-    assert images.min() >= -1 and images.max() <= 1
-    spec = model.latent_spec()
-    assert latents["z"].shape == (5, spec.z_dim)
-    assert ("y" in latents) == bool(spec.num_classes)
-    assert ("cat" in latents) == bool(spec.categorical)
-
-
-@pytest.mark.parametrize("name", sorted(TINY_MODEL))
-def test_one_training_step_changes_weights_and_returns_finite_losses(name):
-    model = tiny_model(name).train()
-    before = {k: v.clone() for k, v in model.state_dict().items()}
-    optimizers = model.make_optimizers()
-    logs = model.training_step(batches(1, 28), optimizers, StepContext(0, torch.Generator().manual_seed(2), True))
-    assert logs and all(k.count("/") == 1 for k in logs)
-    assert all(math.isfinite(v.item()) for v in logs.values())
-    expected = {"vae": {"loss/total", "loss/recon", "loss/kl"}}.get(
-        name, {"loss/d", "loss/g", "d/real", "d/fake", "r1/grad_norm"})
-    assert expected <= set(logs)
-    changed = [k for k, v in model.state_dict().items() if v.is_floating_point() and not torch.equal(v, before[k])]
-    parts = {"vae": ("encoder", "decoder")}.get(name, ("generator", "discriminator"))
-    for part in parts:
-        assert any(k.startswith(part) for k in changed), f"{part} weights did not change"
-
-
-@pytest.mark.parametrize("name", sorted(TINY_MODEL))
-def test_save_load_gives_identical_samples(name, tmp_path):
-    model = tiny_model(name).train()
-    model.training_step(batches(1, 28), model.make_optimizers(), StepContext(0, torch.Generator().manual_seed(3)))
-    model.eval()
-    save_checkpoint(tmp_path / "m.safetensors", model, {"step": 1})
-    loaded = genlab.load(tmp_path / "m.safetensors")
-    latents = model.sample_latents(7, torch.Generator().manual_seed(4))
-    with torch.no_grad():
-        assert torch.equal(model.generate(**latents), loaded.generate(**latents))
-    assert loaded.latent_spec() == model.latent_spec()
-
-
 def test_latent_specs_describe_the_inputs():
     assert tiny_model("cgan").latent_spec().num_classes == 10
     info = tiny_model("infogan").latent_spec()
     assert info.categorical == [10] and info.continuous == 2 and info.continuous_range == (-1.0, 1.0)
     assert tiny_model("vae").latent_spec().to_dict()["z_dim"] == 4
+    for name in ("gan", "dcgan", "cgan", "infogan", "vae"):                # vector latents stay vectors
+        model = tiny_model(name)
+        assert model.latent_spec().z_shape == (model.config.z_dim,) and model.latent_spec().is_vector
 
 
 def test_cgan_grid_rows_are_classes_and_infogan_rows_are_categories():
@@ -133,3 +89,63 @@ def test_cgan_projection_discriminator_trains_saves_and_uses_y(tmp_path):
     with torch.no_grad():
         assert torch.equal(loaded.discriminate(x, torch.zeros(4, dtype=torch.long))[0],
                            model.discriminate(x, torch.zeros(4, dtype=torch.long))[0])
+
+
+def test_the_shipped_families_are_registered():
+    assert set(MODELS) >= {"gan", "dcgan", "cgan", "infogan", "vae"}
+
+
+def test_gans_export_without_their_discriminator_and_the_vae_keeps_its_encoder():
+    assert all(MODELS[name].training_only == ("discriminator",) for name in ("gan", "dcgan", "cgan", "infogan"))
+    assert MODELS["vae"].training_only == ()
+    gan, vae = tiny_model("dcgan", ema_decay=0.9), tiny_model("vae", ema_decay=0.9)
+    assert type(gan.ema.shadow) is type(gan.generator) and type(vae.ema.shadow) is type(vae.decoder)
+
+
+# ---------------------------------------------------------------- training services
+@pytest.mark.parametrize("step,expected", [(0, 0.25), (1, 0.5), (2, 0.75), (3, 1.0), (4, 1.0), (100, 1.0)])
+def test_lr_warmup_is_linear_from_one_over_warmup(step, expected):
+    assert lr_factor(step, total_steps=None, warmup=4) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("step,expected", [
+    (0, 1.0), (2, 0.5 * (1 + math.cos(math.pi * 0.2))), (5, 0.5), (10, 0.0), (15, 0.0)])
+def test_cosine_decay_follows_loshchilov_eq_5(step, expected):
+    assert lr_factor(step, total_steps=10, decay="cosine") == pytest.approx(expected, abs=1e-12)
+
+
+def test_decay_starts_after_the_warmup():
+    assert lr_factor(1, 12, warmup=2, decay="cosine") == pytest.approx(1.0)        # still warming up
+    assert lr_factor(7, 12, warmup=2, decay="cosine") == pytest.approx(0.5)        # (7 - 2) / 10 of the way
+    assert lr_factor(7, 12, warmup=2, decay="linear") == pytest.approx(0.5)
+    assert lr_factor(3, 10, decay="linear") == pytest.approx(0.7)
+    assert lr_factor(3, None, decay="linear") == 1.0                               # no planned length: no decay
+    with pytest.raises(ValueError, match="lr_decay"):
+        lr_factor(3, 10, decay="step")
+
+
+def test_optimizer_step_schedules_the_lr_and_clips_the_gradient():
+    weight = torch.nn.Parameter(torch.tensor([3.0, 4.0]))
+    optimizer = torch.optim.SGD([weight], lr=0.1)
+    config = ImageConfig(lr_warmup=2, grad_clip=1.0)
+    norm = optimizer_step(optimizer, (weight * weight.detach()).sum(), StepContext(0, torch.Generator()), config)
+    assert norm.item() == pytest.approx(5.0)                                       # ||(3, 4)|| before clipping
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.05)                  # warm-up: 1/2 at step 0
+    torch.testing.assert_close(weight.detach(), torch.tensor([3 - 0.05 * 0.6, 4 - 0.05 * 0.8]))
+    optimizer_step(optimizer, weight.sum(), StepContext(1, torch.Generator()), config)
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.1)                   # from the initial lr, not compounded
+
+
+def test_ema_one_update_by_hand():
+    network = torch.nn.Sequential(torch.nn.Linear(2, 1), torch.nn.BatchNorm1d(1))
+    torch.nn.init.constant_(network[0].weight, 1.0)
+    ema = EMA(network, decay=0.99)
+    torch.nn.init.constant_(network[0].weight, 3.0)
+    network[1].running_mean.fill_(7.0)
+    ema.update(network, step=0)                             # decay warms up: min(0.99, 1/10) = 0.1
+    torch.testing.assert_close(ema.shadow[0].weight, torch.full((1, 2), 0.1 * 1.0 + 0.9 * 3.0))
+    assert ema.shadow[1].running_mean.item() == 7.0         # buffers are copied, not averaged
+    ema.update(network, step=10_000)                        # min(0.99, 10001/10010) = 0.99
+    torch.testing.assert_close(ema.shadow[0].weight, torch.full((1, 2), 0.99 * 2.8 + 0.01 * 3.0))
+    assert not any(p.requires_grad for p in ema.parameters())
+    assert not ema.train().shadow.training                  # the average always runs in eval mode
