@@ -149,3 +149,14 @@ def test_ema_one_update_by_hand():
     torch.testing.assert_close(ema.shadow[0].weight, torch.full((1, 2), 0.99 * 2.8 + 0.01 * 3.0))
     assert not any(p.requires_grad for p in ema.parameters())
     assert not ema.train().shadow.training                  # the average always runs in eval mode
+
+
+def test_ema_decay_without_a_network_to_average_is_refused():
+    from genlab.models import GenerativeModel
+
+    class NoAverage(GenerativeModel):
+        make_optimizers = training_step = sample = lambda *args, **kwargs: None
+
+    NoAverage(ImageConfig()).attach_ema()                              # ema_decay 0: nothing to do
+    with pytest.raises(genlab.ConfigError, match="ema_decay"):
+        NoAverage(ImageConfig(ema_decay=0.9)).attach_ema()

@@ -158,7 +158,9 @@ class GenerativeModel(nn.Module, abc.ABC):
 
         Call it at the end of `__init__`, after weight initialization (it copies the network).
         """
-        if self.ema_of and getattr(self.config, "ema_decay", 0.0) > 0:
+        if getattr(self.config, "ema_decay", 0.0) > 0:
+            if not self.ema_of:
+                raise ConfigError(f"{self.name} keeps no moving average of its weights; set ema_decay to 0")
             self.ema = EMA(getattr(self, self.ema_of), self.config.ema_decay)
 
     def sampling_network(self) -> nn.Module:

@@ -142,7 +142,8 @@ class VAE(LatentModel):
         """-log p(x) bounded by Burda 2015 eq. 8: -log (1/k) sum_i p(x, z_i) / q(z_i | x); nats per image, (B,).
 
         k = 1 is the ELBO's one-sample estimate; the bound tightens with k towards -log p(x). x01 is in
-        [0, 1] (binary for the Bernoulli likelihood). Samples are drawn `chunk` at a time and combined
+        [0, 1] (binary for the Bernoulli likelihood). The trained encoder and decoder are used as the pair
+        they are (not the decoder's EMA, which only samples). Samples are drawn `chunk` at a time and combined
         with a running logsumexp, in float64.
         """
         x = x01 * 2 - 1                                                            # the encoder sees [-1, 1]
