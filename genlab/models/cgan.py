@@ -73,7 +73,7 @@ class CGAN(AdversarialModel):
     def generate(self, z, y, **_) -> torch.Tensor:
         """x = G(z | y), in [-1, 1]."""
         y_onehot = F.one_hot(y, self.config.num_classes).to(z.dtype)                # (B, K)
-        return self.sampling_network()(torch.cat([z, y_onehot], dim=1))                       # (B, C, H, W)
+        return self.sampling_network()(torch.cat([z, y_onehot], dim=1))            # (B, C, H, W)
 
     def discriminate(self, x, y):
         """D(x | y): the one-hot y as K constant maps beside the image channels, or the projection."""

@@ -12,6 +12,7 @@ from .base import LatentSpec
 from .nn.conv import D_NORMS, d_norm_layer, init_dcgan_weights, resolve_d_norm, upsampling_plan
 from .registry import register_model
 
+
 @dataclass
 class DCGANConfig(GANOptions):
     """Defaults follow the paper and the PyTorch DCGAN example: z 100, 64 base channels."""
