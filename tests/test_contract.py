@@ -162,15 +162,21 @@ def test_codes_are_inferred_within_their_ranges(name):
 
 # ---------------------------------------------------------------- EMA
 @pytest.mark.parametrize("name", NAMES)
+def test_a_training_step_moves_the_ema(name):
+    model = build(name, **EMA_ON)
+    initial = [p.clone() for p in model.ema.parameters()]
+    one_step(model)
+    assert any(not torch.equal(a, b) for a, b in zip(initial, model.ema.parameters())), \
+        "training_step must end with self.end_step(ctx), which moves the EMA"
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_ema_follows_the_sampling_network_and_serves_eval_samples(name):
     plain = build(name)
     assert not any(key.startswith("ema.") for key in plain.state_dict())   # no EMA, no new keys
     model = build(name, **EMA_ON)
     assert isinstance(model.ema, EMA) and "ema" not in model.training_only
-    initial = [p.clone() for p in model.ema.parameters()]
     one_step(model)
-    assert any(not torch.equal(a, b) for a, b in zip(initial, model.ema.parameters())), \
-        "training_step must end with self.end_step(ctx), which moves the EMA"
     raw = model.train().sampling_network()                # training forward passes use the raw network
     assert raw is not model.ema
     averaged = [p.clone() for p in model.ema.parameters()]
