@@ -1,16 +1,19 @@
-"""Metrics on cases with known answers (issue 5), the eval command end to end, the shipped judge."""
+"""Metrics on cases with known answers (issue 5), the registry choosing metrics by capability with
+throw-away models registered here, the eval command end to end, the shipped judge."""
 import json
 import math
 
 import pytest
 import torch
+from torch import nn
 
-from genlab.models import StepContext
+from genlab.models import GenerativeModel, LatentModel, LatentSpec, StepContext, register_model, unregister_model
+from genlab.models.base import ImageConfig
 
 from genlab import metrics
-from genlab.metrics import (class_histogram, fid_from_features, frechet_distance, hungarian_accuracy,
-                            importance_weighted_bound, kernel_inception_distance, kl_to_uniform,
-                            precision_recall)
+from genlab.metrics import (EvalContext, applicable, bits_per_dim, class_histogram, evaluate, fid_from_features,
+                            frechet_distance, hungarian_accuracy, kernel_inception_distance, kl_to_uniform,
+                            precision_recall, quick_log)
 
 
 def test_identical_sets_give_fid_near_zero():
@@ -93,18 +96,23 @@ def tiny_vae(steps: int = 15):
     return model.eval(), data
 
 
-def test_importance_weighted_bound_is_above_the_elbo_and_tightens_with_k():
+def test_iwae_bound_of_model_nll_is_above_the_elbo_and_tightens_with_k():
+    """Burda 2015 eq. 8 through the model's own `nll`: k = 1 is the ELBO, and the bound tightens with k."""
     model, data = tiny_vae()
     x01 = torch.bernoulli(data.images[:100].float() / 255, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
-        bound = {k: importance_weighted_bound(model, x01, k, chunk=64,
-                                              generator=torch.Generator().manual_seed(k)).mean().item()
+        bound = {k: -model.nll(x01, torch.Generator().manual_seed(k), k=k, chunk=64).mean().item()
                  for k in (1, 10, 50)}
         recon, kl = model.negative_elbo(x01 * 2 - 1, x01, torch.Generator().manual_seed(9))
     elbo = -(recon + kl).mean().item()
     assert bound[1] == pytest.approx(elbo, abs=0.05 * abs(elbo))               # k = 1 is the ELBO
     assert bound[10] > elbo and bound[50] > bound[10] > bound[1]
     assert bound[50] < 0                                                       # a log-probability of binary pixels
+
+
+def test_bits_per_dim_of_a_fair_coin_per_pixel_is_one():
+    assert bits_per_dim(784 * math.log(2), 784) == pytest.approx(1.0, rel=1e-12)
+    assert bits_per_dim(3 * 32 * 32 * math.log(256), 3 * 32 * 32) == pytest.approx(8.0, rel=1e-12)
 
 
 def test_inception_fid_gives_a_clear_message_without_library_or_weights(tmp_path):
@@ -117,6 +125,150 @@ def test_metric_registry_is_a_plain_dict_of_callables():
     assert {"fid", "kid", "precision_recall", "mode_coverage", "judge_accuracy", "categorical_accuracy",
             "category_purity", "elbo", "iwae", "inception_fid"} <= set(metrics.METRICS)
     assert all(callable(m.fn) and callable(m.applies) for m in metrics.METRICS.values())
+    assert all(m.cost in metrics.COSTS and (not m.quick or m.log_keys) for m in metrics.METRICS.values())
+    quick = {name for name, m in metrics.METRICS.items() if m.quick}
+    assert {"fid", "elbo", "categorical_accuracy"} <= quick and not {"iwae", "inception_fid"} & quick
+    assert all(key.startswith("eval/") for key in metrics.quick_log_keys())
+
+
+# ---------------------------------------------------------------- chosen by capability, with throw-away models
+
+class ToyModel(GenerativeModel):
+    """Images that are noise through tanh: enough to be sampled, judged and measured."""
+    config_class = ImageConfig
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.scale = nn.Parameter(torch.ones(()))
+
+    def make_optimizers(self):
+        return {"toy": torch.optim.SGD(self.parameters(), lr=0.1)}
+
+    def training_step(self, batches, optimizers, ctx):
+        return {}
+
+    @torch.no_grad()
+    def sample(self, n, rng=None, y=None):
+        c, s = self.config.channels, self.config.image_size
+        return torch.tanh(self.scale * torch.randn(n, c, s, s, generator=rng))
+
+
+class ToyLikelihood(ToyModel):
+    def nll(self, x01, rng=None, k=1):
+        """A fair coin per pixel: exactly ln 2 nats per dimension, whatever x is."""
+        return torch.full((len(x01),), x01[0].numel() * math.log(2), dtype=torch.float64)
+
+
+class ToyConditional(ToyModel):
+    conditional = True
+
+
+class ToyCodes(LatentModel):
+    """A latent model with one 10-way categorical code that it can infer back from an image."""
+    config_class = ImageConfig
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.scale = nn.Parameter(torch.ones(()))
+
+    def make_optimizers(self):
+        return {"toy": torch.optim.SGD(self.parameters(), lr=0.1)}
+
+    def training_step(self, batches, optimizers, ctx):
+        return {}
+
+    def latent_spec(self):
+        return LatentSpec(z_dim=4, categorical=[10])
+
+    def generate(self, z, cat, **_):
+        return torch.tanh(self.scale * z[:, :1, None, None].expand(-1, 1, 28, 28))
+
+    def infer_codes(self, x):
+        return {"cat": (x.flatten(1).mean(1, keepdim=True) > 0).long()}
+
+
+TOYS = {"toy-plain": ToyModel, "toy-likelihood": ToyLikelihood, "toy-conditional": ToyConditional,
+        "toy-codes": ToyCodes}
+
+
+@pytest.fixture
+def toys():
+    """The throw-away models, registered for one test and removed after it."""
+    for name, cls in TOYS.items():
+        register_model(name)(cls)
+    try:
+        from genlab.models import build_model
+        yield {name: build_model(name, {"channels": 1, "image_size": 28, "num_classes": 10}) for name in TOYS}
+    finally:
+        for name in TOYS:
+            unregister_model(name)
+
+
+def toy_context(model, shape=(1, 28, 28), judge=True, num_samples=120):
+    from genlab.judge import MnistJudge
+    g = torch.Generator().manual_seed(0)
+    images = lambda n: torch.randint(0, 256, (n, *shape), generator=g, dtype=torch.uint8)   # noqa: E731
+    return EvalContext(model=model, train_images=images(150), test_images=images(150),
+                       test_labels=torch.randint(10, (150,), generator=g),
+                       judge=MnistJudge().eval() if judge else None, num_samples=num_samples, iwae_k=4,
+                       iwae_images=20, elbo_images=30, batch_size=50)
+
+
+def test_the_registry_chooses_metrics_by_capability(toys):
+    sample_quality = {"fid", "kid", "precision_recall", "mode_coverage"}
+    chosen = {name: set(applicable(toy_context(model))) for name, model in toys.items()}
+    assert chosen["toy-plain"] == sample_quality
+    assert chosen["toy-likelihood"] == sample_quality | {"elbo", "iwae"}
+    assert chosen["toy-conditional"] == sample_quality | {"judge_accuracy"}
+    assert chosen["toy-codes"] == sample_quality | {"categorical_accuracy", "category_purity"}
+    assert set(applicable(toy_context(toys["toy-likelihood"]), quick=True)) == sample_quality | {"elbo"}
+    # no judge for RGB data: what is left is the likelihood and (optional) Inception FID
+    rgb = toy_context(toys["toy-likelihood"], shape=(3, 32, 32))
+    assert set(applicable(rgb)) == {"elbo", "iwae", "inception_fid"}
+    assert set(applicable(toy_context(toys["toy-plain"], judge=False))) == set()
+
+
+def test_likelihood_metrics_report_nats_and_bits_per_dim_from_model_nll(toys):
+    results = evaluate(toy_context(toys["toy-likelihood"]), ["elbo", "iwae"])
+    for name in ("elbo", "iwae"):
+        assert results[name]["nll"] == pytest.approx(784 * math.log(2), rel=1e-12)
+        assert results[name]["bits_per_dim"] == pytest.approx(1.0, rel=1e-12)
+    assert results["elbo"]["elbo"] == -results["elbo"]["nll"] and results["elbo"]["elbo_images"] == 30
+    assert results["iwae"]["iwae_images"] == 20 and results["iwae"]["iwae_k"] == 4
+    with pytest.raises(ValueError, match="does not apply"):
+        evaluate(toy_context(toys["toy-plain"]), ["elbo"])
+
+
+def test_quick_log_gives_the_declared_eval_keys_of_what_applies(toys):
+    logs = {name: quick_log(toy_context(model)) for name, model in toys.items()}
+    common = {"eval/fid", "eval/kid_x1000", "eval/precision", "eval/recall", "eval/coverage", "eval/kl_uniform"}
+    assert set(logs["toy-plain"]) == common
+    assert set(logs["toy-likelihood"]) == common | {"eval/elbo", "eval/elbo_bits_per_dim"}
+    assert logs["toy-likelihood"]["eval/elbo_bits_per_dim"] == pytest.approx(1.0)
+    assert set(logs["toy-conditional"]) == common | {"eval/judge_acc"}
+    assert set(logs["toy-codes"]) == common | {"eval/cat_acc", "eval/purity"}
+    assert all(isinstance(v, float) and math.isfinite(v) for log in logs.values() for v in log.values())
+    assert set(metrics.quick_log_keys()) >= set().union(*logs.values())
+
+
+def test_class_accuracy_asks_the_model_for_the_classes_it_scores(toys):
+    """judge_accuracy compares the judge's reading of sample(n, rng, y=labels) with those labels."""
+    class Obedient(ToyConditional):
+        """For class y, draws an image the judge reads as y (where one was found among noise images)."""
+        def sample(self, n, rng=None, y=None):
+            return self.prototypes[y]
+    model = Obedient(toys["toy-conditional"].config)
+    context = toy_context(model)
+    images = torch.tanh(3 * torch.randn(4000, 1, 28, 28, generator=torch.Generator().manual_seed(1)))
+    from genlab.judge import judge_outputs
+    read = judge_outputs(context.judge, images)[1].argmax(1)
+    present = read.unique()
+    model.prototypes = torch.stack([images[(read == c).nonzero()[0, 0]] if c in present else images[read != c][0]
+                                    for c in range(10)])
+    result = evaluate(context, ["judge_accuracy"])["judge_accuracy"]["judge_accuracy"]
+    labels = context.samples()[0]
+    assert result == pytest.approx(torch.isin(labels, present).float().mean().item())
+    assert result > 0.1
 
 
 # ---------------------------------------------------------------- with the shipped judge and real MNIST
