@@ -43,13 +43,13 @@ MODEL_CARD = """---
 
 # {{ title }}
 
-A genlab **{{ model_name }}** model (genlab: a hands-on lab for deep generative image models).
+A genlab **{{ registered_name }}** model (genlab: a hands-on lab for deep generative image models).
 
 ![Samples from a fixed seed]({{ sample_grid }})
 
 | | |
 |---|---|
-| model | {{ model_name }} |
+| model | {{ registered_name }} |
 | training steps | {{ step }} |
 | data | {{ dataset }} |
 | image | {{ channels }} x {{ image_size }} x {{ image_size }} |
@@ -62,6 +62,7 @@ Rows of the grid run over {{ rows }}.
 ## Use
 
 ```python
+import torch
 from genlab.hub import load_from_hub
 model = load_from_hub("{{ repo_id }}")     # a genlab model in eval mode
 images = model.sample(16)                  # (16, C, H, W) in [-1, 1]{{ usage }}
@@ -194,7 +195,7 @@ def card_fields(wrapper: GenlabHubModel) -> dict:
         usage += "\nimages = model.sample(10, y=torch.arange(10))  # one per class"
     if isinstance(model, HasLikelihood):
         usage += "\nnats = model.nll(x01, k=1000)      # -log p(x) bound per image, x01 in [0, 1]"
-    return {"title": f"genlab {meta['model']} ({dataset})", "model_name": meta["model"], "step": meta["step"],
+    return {"title": f"genlab {meta['model']} ({dataset})", "registered_name": meta["model"], "step": meta["step"],
             "dataset": dataset, "channels": model.config.channels, "image_size": model.config.image_size,
             "latent": latent_description(model), "capabilities": "; ".join(capabilities(model)) or "sample",
             "rows": grid_rows(model), "usage": usage, "dtype": "float16" if wrapper.half_weights else "float32",
