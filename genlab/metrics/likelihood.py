@@ -1,6 +1,10 @@
 """Likelihood of anything with `nll` (HasLikelihood): the test set's negative log-likelihood in nats
 per image and in bits per dimension, bounded by the ELBO (k = 1) and the importance-weighted bound
-(Burda 2015 eq. 8) with k samples; both come from `model.nll(x01, rng, k)`."""
+(Burda 2015 eq. 8) with k samples; both come from `model.nll(x01, rng, k)`.
+
+bits/dim = nats / (C * H * W * ln 2), as the model scores x01: exact for binary pixels; for a density
+over x in [0, 1] it is that density's value (a discrete 8-bit comparison would add log2(256) = 8 and
+needs dequantized data)."""
 from __future__ import annotations
 
 import math
