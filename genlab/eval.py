@@ -88,6 +88,7 @@ def evaluate_checkpoint(source: str | Path, data_root: str | None = None, metric
         metrics = applicable(context)
         if judge is None and judge_reason:
             skipped["judge metrics"] = judge_reason
+        skipped.update(context.skipped)                 # what a capability probe found missing
         if "inception_fid" in metrics:                  # optional: a missing library or weights is reported
             from .metrics.features import InceptionUnavailable, load_inception
             try:

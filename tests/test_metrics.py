@@ -172,12 +172,14 @@ class ToyConditional(ToyModel):
 
 
 class ToyCodes(LatentModel):
-    """A latent model with one 10-way categorical code that it can infer back from an image."""
+    """A latent model with one 10-way categorical code that its critic (training only) infers back."""
     config_class = ImageConfig
+    training_only = ("critic",)
 
     def __init__(self, config):
         super().__init__(config)
         self.scale = nn.Parameter(torch.ones(()))
+        self.critic = nn.Flatten()
 
     def make_optimizers(self):
         return {"toy": torch.optim.SGD(self.parameters(), lr=0.1)}
@@ -192,7 +194,7 @@ class ToyCodes(LatentModel):
         return torch.tanh(self.scale * z[:, :1, None, None].expand(-1, 1, 28, 28))
 
     def infer_codes(self, x):
-        return {"cat": (x.flatten(1).mean(1, keepdim=True) > 0).long()}
+        return {"cat": (self.critic(x).mean(1, keepdim=True) > 0).long()}
 
 
 TOYS = {"toy-plain": ToyModel, "toy-likelihood": ToyLikelihood, "toy-conditional": ToyConditional,
@@ -234,6 +236,18 @@ def test_the_registry_chooses_metrics_by_capability(toys):
     rgb = toy_context(toys["toy-likelihood"], shape=(3, 32, 32))
     assert set(applicable(rgb)) == {"elbo", "iwae", "inception_fid"}
     assert set(applicable(toy_context(toys["toy-plain"], judge=False))) == set()
+
+
+def test_codes_an_inference_export_cannot_infer_are_skipped_with_the_reason(toys, tmp_path):
+    import genlab
+    from genlab.checkpoint import save_checkpoint
+    save_checkpoint(tmp_path / "full.safetensors", toys["toy-codes"], {"step": 1})
+    exported = genlab.load(genlab.export_checkpoint(tmp_path / "full.safetensors", tmp_path / "inference.safetensors",
+                                                    drop=ToyCodes.training_only))
+    context = toy_context(exported)
+    assert set(applicable(context)) == {"fid", "kid", "precision_recall", "mode_coverage", "category_purity"}
+    assert "without its critic" in context.skipped["categorical_accuracy"]
+    assert "category_purity" in evaluate(context)                # generating needs no critic
 
 
 def test_likelihood_metrics_report_nats_and_bits_per_dim_from_model_nll(toys):

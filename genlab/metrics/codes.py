@@ -12,7 +12,7 @@ from .registry import EvalContext, categorical_codes, register_metric
 
 
 @register_metric("categorical_accuracy",
-                 lambda c: bool(categorical_codes(c.model)) and c.test_labels is not None,
+                 lambda c: c.test_labels is not None and c.infers_codes,
                  "Models with categorical codes: argmax of infer_codes(x) on the test set as a classifier, "
                  "Hungarian-matched to the labels.", cost="low", quick=True, log_keys={"cat_acc": "eval/cat_acc"})
 @torch.no_grad()

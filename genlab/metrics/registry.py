@@ -13,6 +13,7 @@ from typing import Callable
 
 import torch
 
+from ..checkpoint import CheckpointError
 from ..models import HasCodes, HasLatents, has_classes
 from .features import JUDGE_CLASSES, judge_fits, judge_outputs
 
@@ -75,6 +76,7 @@ class EvalContext:
     batch_size: int = 500
     cache: dict = field(default_factory=dict)       # generated samples and their features: this evaluation
     real_cache: dict = field(default_factory=dict)  # features of real images: may be shared across evaluations
+    skipped: dict = field(default_factory=dict)     # metric -> why it cannot run here, found by a probe
 
     @property
     def image_shape(self) -> tuple | None:
@@ -88,6 +90,26 @@ class EvalContext:
     def judge_reads_classes(self) -> bool:
         """The model's classes are the judge's classes (a class-conditional MNIST-like model)."""
         return self.has_judge and has_classes(self.model) and self.model.config.num_classes == JUDGE_CLASSES
+
+    @property
+    def infers_codes(self) -> bool:
+        """The model declares categorical codes and can infer them here: one test image is tried, since an
+        inference-only export may have left out the network that infers them (probed once)."""
+        if "infers_codes" not in self.cache:
+            works = bool(categorical_codes(self.model)) and self.test_images is not None
+            if works:
+                was_training = self.model.training
+                self.model.eval()
+                try:
+                    with torch.no_grad():
+                        self.model.infer_codes(self.test_images[:1].to(self.model.device).float() / 127.5 - 1)
+                except CheckpointError as error:
+                    works = False
+                    self.skipped["categorical_accuracy"] = str(error)
+                finally:
+                    self.model.train(was_training)
+            self.cache["infers_codes"] = works
+        return self.cache["infers_codes"]
 
     def generator(self, offset: int = 0) -> torch.Generator:
         return torch.Generator(self.model.device).manual_seed(self.seed + offset)
