@@ -78,6 +78,7 @@ def test_encoders_reconstruct_the_shipped_test_digits(path):
     assert distance.diagonal().max() < 25                         # gray levels; other digits are ~35-50 away
 
 
+@pytest.mark.data
 @pytest.mark.parametrize("path", shipped(has_classes), ids=lambda p: p.stem)
 def test_class_control_gives_the_chosen_digit(path, mnist_data_root):
     data = genlab.load_dataset(genlab.TrainConfig(dataset="mnist", data_root=str(mnist_data_root)), "train")

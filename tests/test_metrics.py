@@ -295,6 +295,7 @@ def test_class_accuracy_asks_the_model_for_the_classes_it_scores(toys):
 
 # ---------------------------------------------------------------- with the shipped judge and real MNIST
 
+@pytest.mark.data
 def test_shipped_judge_is_accurate_and_real_vs_real_fid_is_small(mnist_data_root):
     from genlab.config import TrainConfig
     from genlab.data import load_dataset
@@ -337,6 +338,7 @@ def eval_round_trip(name: str, tmp_path, data_root):
     return results
 
 
+@pytest.mark.data
 def test_eval_command_end_to_end_on_a_tiny_run_with_codes(tmp_path, mnist_data_root):
     """A model with categorical codes gets the most metrics: the code accuracy and purity besides FID."""
     with_codes = [name for name in sorted(MODELS) if metrics.categorical_codes(
@@ -346,6 +348,7 @@ def test_eval_command_end_to_end_on_a_tiny_run_with_codes(tmp_path, mnist_data_r
     assert 0.1 <= results["category_purity"]["purity_mean"] <= 1
 
 
+@pytest.mark.data
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_eval_command_end_to_end_for_every_registered_model(name, tmp_path, mnist_data_root):
