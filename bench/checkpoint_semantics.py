@@ -3,13 +3,15 @@
 
     python bench/checkpoint_semantics.py --data-root ../shared/data [--checkpoints checkpoints]
 
-- cGAN: for each class y, the share of its samples a 1-nearest-neighbour classifier (on 5000 real
-  MNIST training digits) reads as y.
-- InfoGAN: for each value of the categorical code, the digit the classifier reads most often and
-  how often (a code that separates digits gives ten different digits, each with a high share).
-- InfoGAN continuous codes: as each code sweeps its range (other latents fixed, 64 seeds), the
-  change of the ink's slant (x-y covariance / y variance) and width (std of x), two properties the
-  paper finds in c2 and c3.
+Every genlab checkpoint in the folder, each control it has (chosen by capability):
+- class-conditional models: for each class y, the share of `sample(n, rng, y)` a 1-nearest-neighbour
+  classifier (on 5000 real MNIST training digits) reads as y.
+- latent models with a categorical code: for each value of the code, the digit the classifier reads
+  most often and how often (a code that separates digits gives ten different digits, each with a
+  high share).
+- latent models with continuous codes: as each code sweeps its range (other latents fixed, 64
+  seeds), the change of the ink's slant (x-y covariance / y variance) and width (std of x), two
+  properties InfoGAN finds in c2 and c3.
 """
 from __future__ import annotations
 
@@ -23,7 +25,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import genlab  # noqa: E402
-from genlab import latent as L  # noqa: E402
+from genlab.checkpoint import CheckpointError  # noqa: E402
+from genlab.models import HasLatents, has_classes  # noqa: E402
+from genlab.models.base import sample_prior  # noqa: E402
 
 
 def reference(data_root: str, count: int = 5000):
@@ -54,7 +58,59 @@ def ink_shape(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return -cov_xy / var_y, var_x.sqrt()                   # slant > 0: top leans right (image y points down)
 
 
+def models_in(folder: Path) -> list:
+    """Every genlab model checkpoint in a folder, loaded (other safetensors files, e.g. the judge, skipped)."""
+    found = []
+    for path in sorted(folder.glob("*.safetensors")):
+        try:
+            found.append(genlab.load(path))
+        except CheckpointError:
+            continue
+    return found
+
+
 @torch.no_grad()
+def class_control(model, samples: int, ref_images, ref_labels) -> None:
+    shares = []
+    for y in range(model.config.num_classes):
+        labels = torch.full((samples,), y, dtype=torch.long)
+        images = model.sample(samples, torch.Generator().manual_seed(y), y=labels)
+        shares.append(float((classify(images, ref_images, ref_labels) == y).float().mean()))
+    print(f"{model.name}: share of samples of class y read as digit y by 1-NN")
+    print("  " + "  ".join(f"{y}:{s:.2f}" for y, s in enumerate(shares)) + f"   mean {np.mean(shares):.2f}")
+
+
+@torch.no_grad()
+def categorical_code(model, samples: int, ref_images, ref_labels) -> None:
+    spec = model.latent_spec()
+    print(f"{model.name}: categorical code value -> most frequent digit (share)")
+    mapping = []
+    for value in range(spec.categorical[0]):
+        latents = sample_prior(spec, samples, torch.Generator().manual_seed(100 + value), model.device)
+        latents["cat"][:, 0] = value
+        digits = classify(model.generate(**latents), ref_images, ref_labels)
+        counts = torch.bincount(digits, minlength=10)
+        mapping.append((int(counts.argmax()), float(counts.max()) / len(digits)))
+    print("  " + "  ".join(f"c={v}->{d} ({s:.2f})" for v, (d, s) in enumerate(mapping)))
+    print(f"  distinct digits over the {len(mapping)} values: {len({d for d, _ in mapping})}")
+
+
+@torch.no_grad()
+def continuous_codes(model) -> None:
+    spec = model.latent_spec()
+    base = sample_prior(spec, 64, torch.Generator().manual_seed(7), model.device)
+    low, high = spec.continuous_range
+    for code in range(spec.continuous):
+        rows = []
+        for value in np.linspace(low, high, 5):
+            latents = {k: v.clone() for k, v in base.items()}
+            latents["cont"][:, code] = float(value)
+            slant, width = ink_shape(model.generate(**latents))
+            rows.append((value, float(slant.mean()), float(width.mean())))
+        print(f"{model.name} cont[{code}] sweep {low:+.0f}..{high:+.0f}: slant " +
+              " ".join(f"{s:+.2f}" for _, s, _ in rows) + " | width " + " ".join(f"{w:.2f}" for _, _, w in rows))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data-root", default="../shared/data")
@@ -62,44 +118,13 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=200, help="samples per class / code value")
     args = parser.parse_args()
     ref_images, ref_labels = reference(args.data_root)
-    folder = Path(args.checkpoints)
-
-    cgan = genlab.load(folder / "mnist-cgan.safetensors")
-    spec = cgan.latent_spec()
-    shares = []
-    for y in range(spec.num_classes):
-        latents = cgan.sample_latents(args.samples, torch.Generator().manual_seed(y))
-        latents["y"][:] = y
-        shares.append(float((classify(cgan.generate(**latents), ref_images, ref_labels) == y).float().mean()))
-    print("cGAN: share of samples of class y read as digit y by 1-NN")
-    print("  " + "  ".join(f"{y}:{s:.2f}" for y, s in enumerate(shares)) + f"   mean {np.mean(shares):.2f}")
-
-    if not (folder / "mnist-infogan.safetensors").exists():
-        return
-    info = genlab.load(folder / "mnist-infogan.safetensors")
-    spec = info.latent_spec()
-    print("InfoGAN: categorical code value -> most frequent digit (share)")
-    mapping = []
-    for value in range(spec.categorical[0]):
-        latents = info.sample_latents(args.samples, torch.Generator().manual_seed(100 + value))
-        latents["cat"][:, 0] = value
-        digits = classify(info.generate(**latents), ref_images, ref_labels)
-        counts = torch.bincount(digits, minlength=10)
-        mapping.append((int(counts.argmax()), float(counts.max()) / len(digits)))
-    print("  " + "  ".join(f"c={v}->{d} ({s:.2f})" for v, (d, s) in enumerate(mapping)))
-    print(f"  distinct digits over the 10 values: {len({d for d, _ in mapping})}")
-
-    base = info.sample_latents(64, torch.Generator().manual_seed(7))
-    low, high = spec.continuous_range
-    for code in range(spec.continuous):
-        rows = []
-        for value in np.linspace(low, high, 5):
-            latents = {k: v.clone() for k, v in base.items()}
-            latents["cont"][:, code] = float(value)
-            slant, width = ink_shape(info.generate(**latents))
-            rows.append((value, float(slant.mean()), float(width.mean())))
-        print(f"InfoGAN cont[{code}] sweep {low:+.0f}..{high:+.0f}: slant " +
-              " ".join(f"{s:+.2f}" for _, s, _ in rows) + " | width " + " ".join(f"{w:.2f}" for _, _, w in rows))
+    for model in models_in(Path(args.checkpoints)):
+        if has_classes(model):
+            class_control(model, args.samples, ref_images, ref_labels)
+        if isinstance(model, HasLatents) and model.latent_spec().categorical:
+            categorical_code(model, args.samples, ref_images, ref_labels)
+        if isinstance(model, HasLatents) and model.latent_spec().continuous:
+            continuous_codes(model)
 
 
 if __name__ == "__main__":

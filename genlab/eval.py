@@ -2,8 +2,9 @@
 
 Prints a table and writes `eval.json` and `eval.md` (into the run folder, or beside a checkpoint
 file as `<name>.eval.json` / `<name>.eval.md`). Which metrics run depends on the model and data
-(see `genlab.metrics.METRICS`); `--metrics` picks some. `TrainingEvaluator` is the quick version
-the training loop calls every `eval_every` steps, whose numbers land in metrics.jsonl as `eval/*`.
+(by capability, see `genlab.metrics`); `--metrics` picks some. `TrainingEvaluator` is the quick
+version the training loop calls every `eval_every` steps: it runs the metrics the registry marks
+quick, and their numbers land in metrics.jsonl under the `eval/*` keys each metric declares.
 """
 from __future__ import annotations
 
@@ -13,22 +14,14 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-
 from . import runs
 from .checkpoint import CheckpointError, load, resolve
 from .config import ConfigError, TrainConfig
 from .data import DataError, load_dataset
-from .metrics import METRICS, EvalContext, evaluate
+from .metrics import METRICS, EvalContext, applicable, evaluate, quick_log
+from .metrics.features import try_judge
 
 QUICK_SAMPLES = 2000
-QUICK_KEYS = {("fid", "fid"): "eval/fid", ("kid", "kid_x1000"): "eval/kid_x1000",
-              ("precision_recall", "precision"): "eval/precision", ("precision_recall", "recall"): "eval/recall",
-              ("mode_coverage", "classes_covered"): "eval/coverage",
-              ("mode_coverage", "kl_to_uniform"): "eval/kl_uniform",
-              ("judge_accuracy", "judge_accuracy"): "eval/judge_acc",
-              ("categorical_accuracy", "cat_acc"): "eval/cat_acc",
-              ("category_purity", "purity_mean"): "eval/purity", ("elbo", "elbo"): "eval/elbo"}
 
 
 def load_splits(train_config: dict, data_root: str | None = None):
@@ -38,17 +31,6 @@ def load_splits(train_config: dict, data_root: str | None = None):
         values["data_root"] = data_root
     config = TrainConfig(**values)
     return load_dataset(config, "train"), load_dataset(config, "test")
-
-
-def try_judge(path: str | None, test_images: torch.Tensor, device) -> tuple[object, str | None]:
-    """The judge for 28x28 grayscale data (or None with the reason)."""
-    from .judge import JudgeError, load_judge
-    if tuple(test_images.shape[1:]) != (1, 28, 28):
-        return None, "the MNIST judge applies to 28x28 grayscale data only"
-    try:
-        return load_judge(path, device), None
-    except JudgeError as error:
-        return None, str(error)
 
 
 def output_paths(source: Path, out: str | None) -> tuple[Path, Path]:
@@ -96,18 +78,19 @@ def evaluate_checkpoint(source: str | Path, data_root: str | None = None, metric
     if not train_config:
         raise CheckpointError(f"{source}: the checkpoint does not record its data set (no train_config)")
     train_data, test_data = load_splits(train_config, data_root)
-    judge, judge_reason = try_judge(judge_path, test_data.images, device)
+    judge, judge_reason = try_judge(judge_path, test_data.images.shape[1:], device)
     context = EvalContext(model=model, train_images=train_data.images, test_images=test_data.images,
                           test_labels=test_data.labels, judge=judge, num_samples=num_samples, seed=seed,
                           iwae_k=iwae_k, iwae_images=iwae_images, elbo_images=elbo_images,
                           inception_weights=inception_weights)
     skipped = {}
     if metrics is None:
-        metrics = [name for name, metric in METRICS.items() if metric.applies(context)]
+        metrics = applicable(context)
         if judge is None and judge_reason:
             skipped["judge metrics"] = judge_reason
+        skipped.update(context.skipped)                 # what a capability probe found missing
         if "inception_fid" in metrics:                  # optional: a missing library or weights is reported
-            from .inception import InceptionUnavailable, load_inception
+            from .metrics.features import InceptionUnavailable, load_inception
             try:
                 load_inception(inception_weights)
             except InceptionUnavailable as error:
@@ -123,30 +106,26 @@ def evaluate_checkpoint(source: str | Path, data_root: str | None = None, metric
 
 
 class TrainingEvaluator:
-    """Quick metrics during training (2,000 samples): call with the model, get {'eval/...': number}."""
+    """Quick metrics during training (QUICK_SAMPLES samples): call with the model, get {"eval/...": number}.
 
-    def __init__(self, train_config: dict, data_root: str | None = None):
+    Which metrics run is the registry's choice (`Metric.quick`, and what applies to the model and data);
+    the judge's features of the real images are computed once and kept across calls."""
+
+    def __init__(self, train_config: dict, data_root: str | None = None, num_samples: int = QUICK_SAMPLES):
         self.train_data, self.test_data = load_splits(train_config, data_root)
+        self.num_samples = num_samples
         self.judge = None
         self.real_cache: dict = {}
 
-    def __call__(self, model) -> dict:
-        device = model.device
+    def __call__(self, model) -> dict[str, float]:
         if self.judge is None:                          # (re)try: the judge may be trained while a run goes on
-            self.judge, _ = try_judge(None, self.test_data.images, device)
+            self.judge, _ = try_judge(None, self.test_data.images.shape[1:], model.device)
         context = EvalContext(model=model, train_images=self.train_data.images,
-                              test_images=self.test_data.images[:QUICK_SAMPLES],
-                              test_labels=self.test_data.labels[:QUICK_SAMPLES], judge=self.judge,
-                              num_samples=QUICK_SAMPLES, elbo_images=QUICK_SAMPLES, cache=self.real_cache)
-        names = [name for name, metric in METRICS.items()
-                 if metric.applies(context) and name not in ("iwae", "inception_fid")]
-        try:
-            results = evaluate(context, names)
-        finally:
-            for key in ("samples", "fake"):
-                self.real_cache.pop(key, None)
-        return {label: float(results[name][key]) for (name, key), label in QUICK_KEYS.items()
-                if name in results and key in results[name]}
+                              test_images=self.test_data.images[:self.num_samples],
+                              test_labels=self.test_data.labels[:self.num_samples], judge=self.judge,
+                              num_samples=self.num_samples, elbo_images=self.num_samples,
+                              real_cache=self.real_cache)
+        return quick_log(context)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -158,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--metrics", help=f"Comma-separated subset of: {', '.join(METRICS)} (default: all that apply).")
     parser.add_argument("--samples", type=int, default=10000, help="Generated (and real) images per set (default 10000).")
     parser.add_argument("--seed", type=int, default=0, help="Seed of the latents and of the IWAE samples.")
-    parser.add_argument("--iwae-k", type=int, default=1000, help="Importance samples per image (VAE, default 1000).")
+    parser.add_argument("--iwae-k", type=int, default=1000, help="Importance samples per image (likelihood models, default 1000).")
     parser.add_argument("--iwae-images", type=int, default=1000,
                         help="Test images for the IWAE estimate (default 1000 of 10000: k=1000 on all is slow on a CPU).")
     parser.add_argument("--elbo-images", type=int, help="Test images for the ELBO (default: all).")

@@ -1,7 +1,9 @@
 """Hugging Face Hub: push a run or checkpoint to a model repo, load one back by repo id.
 
 Everything goes through `huggingface_hub`'s own `PyTorchModelHubMixin` (save_pretrained,
-push_to_hub -> create_repo + upload_folder, from_pretrained -> hf_hub_download) and `ModelCard`.
+push_to_hub -> create_repo + upload_folder, from_pretrained -> hf_hub_download) and `ModelCard`,
+except the reading of weights: only `model.safetensors` is read, through `genlab.checkpoint`, and
+strictly; the mixin's pickle fallback (`pytorch_model.bin` through `torch.load`) is never reached.
 A repo (or a local folder in the same layout) holds:
 
     model.safetensors   the weights (fp16 by default), keys model.<name>, with genlab's JSON header,
@@ -27,9 +29,9 @@ from huggingface_hub import ModelCard, ModelCardData, PyTorchModelHubMixin
 from torch import nn
 
 from .checkpoint import CheckpointError, drop_parts, model_from_checkpoint, read_checkpoint, save_checkpoint
-from .config import to_dict
-from .latent import generate_images, make_grid
-from .models import build_model
+from .config import ConfigError, to_dict
+from .latent import make_grid, to_uint8
+from .models import HasCodes, HasEncoder, HasLatents, HasLikelihood, build_model, has_classes
 
 WEIGHTS_FILE = "model.safetensors"
 SAMPLE_GRID_FILE = "sample_grid.png"
@@ -41,17 +43,18 @@ MODEL_CARD = """---
 
 # {{ title }}
 
-A genlab **{{ model_name }}** model (genlab: a hands-on lab for deep generative image models).
+A genlab **{{ registered_name }}** model (genlab: a hands-on lab for deep generative image models).
 
 ![Samples from a fixed seed]({{ sample_grid }})
 
 | | |
 |---|---|
-| model | {{ model_name }} |
+| model | {{ registered_name }} |
 | training steps | {{ step }} |
 | data | {{ dataset }} |
 | image | {{ channels }} x {{ image_size }} x {{ image_size }} |
 | latent | {{ latent }} |
+| can | {{ capabilities }} |
 | weights | {{ dtype }} safetensors |
 
 Rows of the grid run over {{ rows }}.
@@ -59,9 +62,10 @@ Rows of the grid run over {{ rows }}.
 ## Use
 
 ```python
+import torch
 from genlab.hub import load_from_hub
 model = load_from_hub("{{ repo_id }}")     # a genlab model in eval mode
-images = model.sample(16)                  # (16, C, H, W) in [-1, 1]
+images = model.sample(16)                  # (16, C, H, W) in [-1, 1]{{ usage }}
 ```
 
 Or explore it: `python -m genlab.explorer`, then type the repo id into "Hugging Face Hub repo id".
@@ -98,6 +102,21 @@ class GenlabHubModel(nn.Module, PyTorchModelHubMixin, library_name="genlab",
         save_checkpoint(Path(save_directory) / WEIGHTS_FILE, self.model, meta, half=self.half_weights)
         (Path(save_directory) / SAMPLE_GRID_FILE).write_bytes(sample_grid_png(self.model))
 
+    @classmethod
+    def _from_pretrained(cls, *, model_id: str, revision: str | None, cache_dir, force_download: bool,
+                         local_files_only: bool, token, map_location: str = "cpu", strict: bool = True,
+                         **model_kwargs):
+        """The mixin's loading step, replaced: `model.safetensors` only (no pickle fallback), read by
+        `genlab.checkpoint` and loaded strictly into the model config.json describes."""
+        model_file = weights_file(model_id, revision=revision, cache_dir=cache_dir, force_download=force_download,
+                                  local_files_only=local_files_only, token=token)
+        wrapper = cls(**model_kwargs)
+        _, tensors = read_checkpoint(model_file)
+        description = {"model": wrapper.genlab_meta["model"], "model_config": wrapper.genlab_meta["model_config"],
+                       "dropped": wrapper.genlab_meta["dropped"]}
+        wrapper.model = model_from_checkpoint(description, tensors, model_file)       # strict=True
+        return wrapper.to(map_location).eval()
+
     def generate_model_card(self, *args, **kwargs) -> ModelCard:
         """The mixin's card template and metadata, tagged with the model's name and filled with what
         this model is and a link to its sample grid."""
@@ -108,33 +127,88 @@ class GenlabHubModel(nn.Module, PyTorchModelHubMixin, library_name="genlab",
                                        **dict(card_fields(self), **kwargs))
 
 
-def card_fields(wrapper: GenlabHubModel) -> dict:
-    """The values the model card template shows."""
-    import json
-    meta, model = wrapper.genlab_meta, wrapper.model
+def weights_file(model_id: str, **download) -> str:
+    """The path of a repo's (or local folder's) `model.safetensors`; a clear HubError if it has none."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
+    if Path(model_id).is_dir():
+        path = Path(model_id) / WEIGHTS_FILE
+        if not path.is_file():
+            raise HubError(f"{model_id} has no {WEIGHTS_FILE}: genlab reads safetensors weights only")
+        return str(path)
+    try:
+        return hf_hub_download(repo_id=model_id, filename=WEIGHTS_FILE, **download)
+    except LocalEntryNotFoundError:                    # not in the local cache: the caller may download it
+        raise
+    except EntryNotFoundError:
+        raise HubError(f"the repo {model_id!r} has no {WEIGHTS_FILE}: genlab reads safetensors weights only "
+                       f"(never pickled ones such as pytorch_model.bin)") from None
+
+
+def latent_description(model) -> str:
+    """What a latent model's generator takes, in words; "none" for a model without explicit latents."""
+    if not isinstance(model, HasLatents):
+        return "none (samples are drawn by the model's own procedure)"
     spec = model.latent_spec()
-    latent = f"z {spec.z_dim} ({spec.z_prior})"
+    latent = f"z {' x '.join(map(str, spec.z_shape))} ({spec.z_prior})"
     if spec.num_classes:
         latent += f", class of {spec.num_classes}"
     if spec.categorical:
         latent += f", categorical codes {spec.categorical}"
     if spec.continuous:
         latent += f", {spec.continuous} continuous codes"
-    rows = f"classes 0..{spec.num_classes - 1}" if spec.num_classes else \
-        "the values of the first categorical code" if spec.categorical else "different seeds"
+    return latent
+
+
+def capabilities(model) -> list[str]:
+    """What the model can do beyond sampling, by the protocols it implements."""
+    found = []
+    if has_classes(model):
+        found.append(f"sample by class (`model.sample(n, y=labels)`, {model.config.num_classes} classes)")
+    if isinstance(model, HasLatents):
+        found.append("generate from latents (`model.generate(**latents)`)")
+    if isinstance(model, HasEncoder):
+        found.append("encode images (`model.encode(x)`)")
+    if isinstance(model, HasLikelihood):
+        found.append("score images (`model.nll(x01, k=...)`, nats per image)")
+    if isinstance(model, HasCodes):
+        found.append("infer codes (`model.infer_codes(x)`)")
+    return found
+
+
+def grid_rows(model) -> str:
+    """What the rows of `model.sample_grid` run over."""
+    if has_classes(model):
+        return "the classes"
+    if isinstance(model, HasLatents) and model.latent_spec().categorical:
+        return "the values of the first categorical code"
+    return "different seeds"
+
+
+def card_fields(wrapper: GenlabHubModel) -> dict:
+    """The values the model card template shows, chosen by what the model can do."""
+    import json
+    meta, model = wrapper.genlab_meta, wrapper.model
     dataset = meta["train_config"].get("dataset", "unknown")
-    return {"title": f"genlab {meta['model']} ({dataset})", "model_name": meta["model"], "step": meta["step"],
+    usage = ""
+    if has_classes(model):
+        usage += "\nimages = model.sample(10, y=torch.arange(10))  # one per class"
+    if isinstance(model, HasLikelihood):
+        usage += "\nnats = model.nll(x01, k=1000)      # -log p(x) bound per image, x01 in [0, 1]"
+    return {"title": f"genlab {meta['model']} ({dataset})", "registered_name": meta["model"], "step": meta["step"],
             "dataset": dataset, "channels": model.config.channels, "image_size": model.config.image_size,
-            "latent": latent, "rows": rows, "dtype": "float16" if wrapper.half_weights else "float32",
+            "latent": latent_description(model), "capabilities": "; ".join(capabilities(model)) or "sample",
+            "rows": grid_rows(model), "usage": usage, "dtype": "float16" if wrapper.half_weights else "float32",
             "sample_grid": SAMPLE_GRID_FILE, "repo_id": "<user>/<repo>",
             "train_config": json.dumps(meta["train_config"], indent=2, sort_keys=True)}
 
 
 def sample_grid_png(model, seed: int = 0) -> bytes:
-    """The model's fixed sample grid (as the training loop draws it) as PNG bytes."""
+    """The model's fixed sample grid (`model.sample_grid`, as the training loop draws it) as PNG bytes."""
     from PIL import Image
-    latents, nrow = model.grid_latents(torch.Generator(device=model.device).manual_seed(seed))
-    grid = make_grid(generate_images(model.eval(), latents), ncol=nrow)
+    with torch.no_grad():
+        images, nrow = model.eval().sample_grid(torch.Generator(device=model.device).manual_seed(seed))
+    grid = make_grid(to_uint8(images), ncol=nrow)
     buffer = io.BytesIO()
     Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid).save(buffer, format="PNG")
     return buffer.getvalue()
@@ -200,7 +274,8 @@ def load_from_hub(repo_id_or_folder: str | Path, revision: str | None = None, de
     """A genlab model (eval mode) from a Hub repo id or a local folder in the same layout.
 
     A repo already in the local cache loads without the network; otherwise it is downloaded
-    (`hf_hub_download` through the mixin's `from_pretrained`, weights loaded with strict=True)."""
+    (`hf_hub_download` through the mixin's `from_pretrained`). Only model.safetensors is read, by
+    `genlab.checkpoint`, loaded with strict=True; torch.load is never called."""
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
     target = str(repo_id_or_folder)
 
@@ -226,6 +301,10 @@ def load_from_hub(repo_id_or_folder: str | Path, revision: str | None = None, de
     except TypeError as error:                         # config.json without genlab's init arguments
         raise HubError(f"{target!r} is not a genlab model repo (its config.json does not describe a "
                        f"genlab model: {error})") from None
+    except ConfigError as error:                       # config.json names no registered model, or bad values
+        raise HubError(f"{target!r}: its config.json does not describe a genlab model: {error}") from None
+    except CheckpointError as error:                   # unreadable weights, or not those config.json describes
+        raise HubError(f"{target!r}: {error}") from None
     except RuntimeError as error:
         if isinstance(error, HubError):
             raise
@@ -259,7 +338,8 @@ def main(argv=None) -> int:
             print(save_for_hub(args.source, args.folder, half=not args.fp32))
         else:
             model = load_from_hub(args.repo_id)
-            print(f"{model.name} at step {model.checkpoint_header.get('step')}: {model.latent_spec()}")
+            print(f"{model.name} at step {model.checkpoint_header.get('step')}: latent {latent_description(model)}; "
+                  f"can {'; '.join(capabilities(model)) or 'sample'}")
     except (HubError, CheckpointError) as error:
         print(f"error: {error}")
         return 1

@@ -1,9 +1,11 @@
-"""Inception FID for RGB data, through torch-fidelity's Inception-v3 (the TF-FID "compat" network
+"""Inception-v3 features for FID on RGB data, through torch-fidelity's Inception-v3 (the TF-FID "compat" network
 of Heusel 2017) when it is installed and its weights can be found; an optional dependency.
 
     pip install torch-fidelity
     weights: https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/weights-inception-2015-12-05-6726825d.pth
     python -m genlab.eval RUN --inception-weights weights-inception-2015-12-05-6726825d.pth
+
+The FID itself is computed in `genlab.metrics` (sample_quality.py); this module imports no metrics.
 """
 from __future__ import annotations
 
@@ -50,9 +52,3 @@ def inception_features(network, images_uint8: torch.Tensor, batch_size: int = 10
               for i in range(0, len(images_uint8), batch_size)]
     return torch.cat(chunks)
 
-
-def inception_fid(real_uint8: torch.Tensor, fake_uint8: torch.Tensor, weights: str | Path | None = None) -> float:
-    """Heusel 2017 FID on Inception-v3 pool features of two uint8 image sets."""
-    from .metrics import fid_from_features
-    network = load_inception(weights)
-    return fid_from_features(inception_features(network, real_uint8), inception_features(network, fake_uint8))

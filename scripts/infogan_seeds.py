@@ -1,6 +1,7 @@
 """InfoGAN on MNIST over several seeds: the categorical code as an unsupervised classifier of the
 MNIST test set (Hungarian-matched), as Chen 2016 measures its 5% error; plus the judge's purity
-of each category of G(z, c).
+of each category of G(z, c). `--model` takes any registered model with categorical codes it can
+infer (HasCodes); one without them is refused before training.
 
     python scripts/infogan_seeds.py --data-root ../shared/data --seeds 0 1 2 --steps 5000 \
         --batch-size 128 --eval-every 250 [--reuse 0=runs/mnist-infogan] [--runs-root runs/infogan-seeds]
@@ -14,11 +15,15 @@ from pathlib import Path
 from experiments import evaluate_and_write, mean_std, train_or_reuse
 
 from genlab import runs
+from genlab.config import ConfigError
+from genlab.metrics import categorical_codes
+from genlab.models import build_model
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-root", default="../shared/data")
+    parser.add_argument("--model", default="infogan", help="A registered model with categorical codes.")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--steps", type=int, default=5000,
                         help="The paper's code: 50 epochs of 100 updates, batch 128.")
@@ -31,12 +36,17 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=10000)
     parser.add_argument("--eval-only", action="store_true", help="Only evaluate runs that exist.")
     args = parser.parse_args()
+    try:
+        if not categorical_codes(build_model(args.model)):
+            parser.error(f"--model {args.model}: the model has no categorical codes it can infer (HasCodes)")
+    except ConfigError as error:
+        parser.error(str(error))
     reuse = {int(k): Path(v) for k, v in (item.split("=", 1) for item in args.reuse)}
     rows = []
     for seed in args.seeds:
-        run_dir = reuse.get(seed, Path(args.runs_root) / f"infogan-seed{seed}")
+        run_dir = reuse.get(seed, Path(args.runs_root) / f"{args.model}-seed{seed}")
         if not args.eval_only:
-            train_or_reuse(run_dir, {"model": "infogan", "dataset": "mnist", "data_root": args.data_root,
+            train_or_reuse(run_dir, {"model": args.model, "dataset": "mnist", "data_root": args.data_root,
                                      "steps": args.steps, "seed": seed,
                                      "batch_size": args.batch_size, "eval_every": args.eval_every}, {})
         report = evaluate_and_write(run_dir, args.data_root, num_samples=args.samples,

@@ -5,18 +5,23 @@ per-sample gradients R1 penalizes).
 
     python scripts/r1_table.py --data-root ../shared/data --gammas 0 10 1 0.1 0.01 --steps 500
 
+`--model` takes any registered model whose config has an `r1_gamma` field (default dcgan).
+
 Stable means: no loss became NaN/inf, and the judge FID measured every `--eval-every` steps did
 not end more than 50% above its best value of the run (no late collapse).
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
 from experiments import evaluate_and_write, train_or_reuse
 
 from genlab import runs
+from genlab.config import ConfigError
+from genlab.models import get_model_class
 
 
 def stability(run_dir: Path) -> dict:
@@ -34,6 +39,7 @@ def stability(run_dir: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-root", default="../shared/data")
+    parser.add_argument("--model", default="dcgan", help="A registered model with an r1_gamma config field.")
     parser.add_argument("--gammas", type=float, nargs="+", default=[0, 10, 1, 0.1, 0.01])
     parser.add_argument("--steps", type=int, default=500)
     parser.add_argument("--seed", type=int, default=0)
@@ -43,12 +49,18 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=10000)
     parser.add_argument("--eval-only", action="store_true", help="Only evaluate runs that exist.")
     args = parser.parse_args()
-    run_dirs = {gamma: Path(args.runs_root) / f"dcgan-r1-{gamma:g}" for gamma in args.gammas}
+    try:
+        fields = {f.name for f in dataclasses.fields(get_model_class(args.model).config_class)}
+    except ConfigError as error:
+        parser.error(str(error))
+    if not {"r1_gamma", "d_norm"} <= fields:
+        parser.error(f"--model {args.model}: its config has no r1_gamma / d_norm fields")
+    run_dirs = {gamma: Path(args.runs_root) / f"{args.model}-r1-{gamma:g}" for gamma in args.gammas}
     for gamma, run_dir in run_dirs.items():              # train all first, then evaluate all
         if args.eval_only:
             break
         try:
-            train_or_reuse(run_dir, {"model": "dcgan", "dataset": "mnist", "data_root": args.data_root,
+            train_or_reuse(run_dir, {"model": args.model, "dataset": "mnist", "data_root": args.data_root,
                                      "steps": args.steps, "seed": args.seed, "eval_every": args.eval_every},
                            {"r1_gamma": gamma, "d_norm": args.d_norm})
         except Exception as error:                      # a diverged run is a result of the table, not a crash

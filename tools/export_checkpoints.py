@@ -3,12 +3,13 @@
 
     python tools/export_checkpoints.py --runs runs --out checkpoints [--log train_all.log] [--data-root ../shared/data]
 
-For each run RUNS/mnist-<model> (or the folder given by --run MODEL=DIR) it writes
-    OUT/mnist-<model>.safetensors   genlab.export_checkpoint(run, ..., half=True); GANs without their
-                                    discriminator (sampling does not need it), the VAE whole (encoder)
-    OUT/mnist-<model>.png           the fixed sample grid drawn from the exported file itself
-    OUT/mnist-<model>.md            the model card: exact command, steps, wall time, images/s, data;
-                                    its "What it shows" section is written by a person who looked
+For each registered model with a run RUNS/mnist-<model> (or the folder given by --run MODEL=DIR):
+    OUT/mnist-<model>.safetensors   genlab.export_checkpoint(run, ..., half=True, drop=<the model's
+                                    `training_only` sub-networks>, e.g. a GAN's discriminator)
+    OUT/mnist-<model>.png           the fixed sample grid (`model.sample_grid`) drawn from the exported file
+    OUT/mnist-<model>.md            the model card: exact command, steps, wall time, images/s, data, what
+                                    the model can do and what was measured (by capability); its "What it
+                                    shows" section is written by a person who looked
 and OUT/examples/mnist-test-<digit>.png, the first MNIST test image of each digit (for VAE encoding).
 A card that exists keeps its "What it shows" section.
 """
@@ -23,16 +24,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import genlab  # noqa: E402
+from genlab.checkpoint import read_checkpoint  # noqa: E402
 from genlab import runs  # noqa: E402
 from genlab.config import TrainConfig  # noqa: E402
-from genlab.models import get_model_class  # noqa: E402
-from genlab.hub import sample_grid_png  # noqa: E402
+from genlab.hub import capabilities, grid_rows, latent_description, sample_grid_png  # noqa: E402
+from genlab.models import MODELS, HasCodes, HasLikelihood, get_model_class, has_classes  # noqa: E402
 
-MODELS = {"gan": "GAN (Goodfellow 2014), MLP generator, maxout discriminator",
-          "dcgan": "DCGAN (Radford 2015)",
-          "cgan": "conditional GAN (Mirza 2014), DCGAN networks",
-          "infogan": "InfoGAN (Chen 2016): z 62, one 10-way categorical code, 2 continuous codes",
-          "vae": "VAE (Kingma 2013), convolutional, Bernoulli likelihood"}
 SHOWS_MARK = "## What it shows"
 DATA_FIELDS = {"channels", "image_size", "num_classes"}          # model fields the data set sets
 
@@ -53,6 +50,31 @@ def train_command(run: Path) -> str:
                 value = "../shared/data"
             flags.append(f"--{name.replace('_', '-')} {value}")
     return f"python train.py {' '.join(flags)} --run-dir {run}"
+
+
+def export_inference(source: str | Path, destination: str | Path) -> Path:
+    """An fp16 inference copy of a run or checkpoint, without the model's `training_only` sub-networks."""
+    header, _ = read_checkpoint(source)
+    return genlab.export_checkpoint(source, destination, half=True,
+                                    drop=get_model_class(header["model"]).training_only)
+
+
+def measured(run: Path, model) -> list[str]:
+    """The numbers of RUN/eval.json worth a card line, chosen by what the model can do."""
+    results = runs.read_json(run / "eval.json", {}).get("results", {})
+    lines = []
+    if "fid" in results:
+        lines.append(f"judge FID {results['fid']['fid']:.2f} (train-vs-test floor {results['fid']['fid_floor']:.2f})")
+    if has_classes(model) and "judge_accuracy" in results:
+        lines.append(f"class accuracy by the judge {results['judge_accuracy']['judge_accuracy']:.1%}")
+    if isinstance(model, HasCodes) and "categorical_accuracy" in results:
+        lines.append(f"code accuracy on the test set (Hungarian) {results['categorical_accuracy']['cat_acc']:.1%}")
+    if isinstance(model, HasLikelihood):
+        for name, label in (("iwae", f"IWAE k={results.get('iwae', {}).get('iwae_k')}"), ("elbo", "ELBO")):
+            if name in results and "bits_per_dim" in results[name]:
+                lines.append(f"test NLL ({label}) {results[name]['nll']:.2f} nats, "
+                             f"{results[name]['bits_per_dim']:.4f} bits/dim")
+    return lines
 
 
 def wall_seconds(log: Path | None, model: str, last: dict) -> str:
@@ -77,21 +99,24 @@ def throughput(last: dict, train: dict, speeds: list) -> str:
 
 def card(model: str, run: Path, weights: Path, log: Path | None, dropped: list, shows: str,
          finished: bool = True) -> str:
-    """The Markdown model card of one exported checkpoint."""
+    """The Markdown model card of one exported checkpoint; what it reports follows the model's capabilities."""
     config = runs.read_json(run / "config.json", {})
     metrics = runs.read_metrics(run)
     train = config.get("train", {})
-    step = genlab.load(weights).checkpoint_header.get("step")
+    exported = genlab.load(weights)
+    step = exported.checkpoint_header.get("step")
+    description = (get_model_class(model).__doc__ or model).strip().splitlines()[0]
     steps = f"{step}" if finished else (f"{step} of the command's {train.get('steps')}: exported from the run's "
                                         f"latest checkpoint while it was still training")
     speeds = [m["images_per_s"] for m in metrics if "images_per_s" in m and m.get("step", 0) <= step]
     last = ([m for m in metrics if m.get("step", 0) <= step and "images_per_s" in m] or [{}])[-1]
     losses = ", ".join(f"{k} {v:.3f}" for k, v in last.items() if k.startswith(("loss/", "info/")))
-    weights_note = "float16; " + ("discriminator left out (inference only; `genlab.load` gives a model "
-                                  "that samples)" if dropped else "encoder and decoder")
+    weights_note = "float16; " + (f"{', '.join(dropped)} left out (training only; `genlab.load` gives a model "
+                                  "that samples)" if dropped else "every sub-network")
+    numbers = measured(run, exported)
     return f"""# {weights.stem}
 
-{MODELS[model]}, trained on MNIST by genlab's own `train.py`.
+genlab `{model}`: {description} Trained on MNIST by genlab's own `train.py`.
 
 | | |
 |---|---|
@@ -102,13 +127,16 @@ def card(model: str, run: Path, weights: Path, log: Path | None, dropped: list, 
 | data | MNIST train split, 60000 images, 1 x 28 x 28 |
 | final losses | {losses or 'n/a'} |
 | weights | `{weights.name}`, {weights.stat().st_size / 1e6:.1f} MB, {weights_note} |
-| exported with | `genlab.export_checkpoint(run, "{weights.name}", half=True{", drop=('discriminator',)" if dropped else ""})` |
+| exported with | `genlab.export_checkpoint(run, "{weights.name}", half=True{f", drop={tuple(dropped)!r}" if dropped else ""})` |
 | load | `genlab.load("checkpoints/{weights.name}")` |
+| latent | {latent_description(exported)} |
+| can | {"; ".join(capabilities(exported)) or "sample"} |
+| measured | {"; ".join(numbers) if numbers else "no eval.json in the run (`python -m genlab.eval RUN`)"} |
 
 ![sample grid]({weights.stem}.png)
 
-The grid is drawn from this file with the training loop's fixed latents (seed 0); rows run over
-{"the class y" if model == "cgan" else "the categorical code" if model == "infogan" else "different z"}.
+The grid is `model.sample_grid` drawn from this file with the training loop's fixed seed (0); rows run over
+{grid_rows(exported)}.
 
 {SHOWS_MARK}
 
@@ -126,18 +154,31 @@ def export_examples(data_root: str, out: Path) -> None:
         Image.fromarray(data.images[index, 0].numpy()).save(out / f"mnist-test-{digit}.png")
 
 
-def main() -> None:
+def export_run(model: str, run: Path, out: Path, log: Path | None, finished: bool) -> Path:
+    """Export one run: inference weights, sample grid and card (keeping a card's "What it shows")."""
+    weights = export_inference(run, out / f"mnist-{model}.safetensors")
+    (out / f"mnist-{model}.png").write_bytes(sample_grid_png(genlab.load(weights)))
+    card_path = out / f"mnist-{model}.md"
+    shows = "(to be written after looking at the grid)"
+    if card_path.exists() and SHOWS_MARK in card_path.read_text():
+        shows = card_path.read_text().split(SHOWS_MARK, 1)[1].strip()
+    dropped = genlab.load(weights).checkpoint_header.get("dropped", [])
+    card_path.write_text(card(model, run, weights, log, dropped, shows, finished=finished))
+    return weights
+
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", default="runs")
     parser.add_argument("--out", default="checkpoints")
     parser.add_argument("--log", default=None, help="the training log with '<model> wall <s> s' lines")
     parser.add_argument("--data-root", default=None, help="MNIST root, to write examples/ (optional)")
-    parser.add_argument("--models", nargs="*", default=list(MODELS))
+    parser.add_argument("--models", nargs="*", default=sorted(MODELS), help="default: every registered model")
     parser.add_argument("--run", action="append", default=[], metavar="MODEL=DIR",
                         help="export this run for MODEL instead of RUNS/mnist-MODEL")
     parser.add_argument("--allow-unfinished", action="store_true",
                         help="export a run still training from its latest checkpoint (the card says so)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     chosen = dict(item.split("=", 1) for item in args.run)
@@ -147,19 +188,10 @@ def main() -> None:
         if state != "finished" and not (args.allow_unfinished and runs.checkpoint_path(run).exists()):
             print(f"skip {model}: {run} is {state}")
             continue
-        dropped = [] if model == "vae" else ["discriminator"]
-        weights = genlab.export_checkpoint(run, out / f"mnist-{model}.safetensors", half=True, drop=dropped)
-        (out / f"mnist-{model}.png").write_bytes(sample_grid_png(genlab.load(weights)))
-        card_path = out / f"mnist-{model}.md"
-        shows = "(to be written after looking at the grid)"
-        if card_path.exists() and SHOWS_MARK in card_path.read_text():
-            shows = card_path.read_text().split(SHOWS_MARK, 1)[1].strip()
-        card_path.write_text(card(model, run, weights, Path(args.log) if args.log else None, dropped, shows,
-                                  finished=state == "finished"))
+        weights = export_run(model, run, out, Path(args.log) if args.log else None, finished=state == "finished")
         print(f"{model}: {weights} {weights.stat().st_size / 1e6:.1f} MB")
     if args.data_root:
         export_examples(args.data_root, out / "examples")
-
 
 if __name__ == "__main__":
     main()
