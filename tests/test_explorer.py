@@ -400,3 +400,19 @@ def test_out_of_range_controls_are_clamped_not_crashes(app):
         client.predict("checkpoints/tiny-dcgan", 0, 1, 10 ** 7, *controls(), api_name="/gif")
     with pytest.raises(AppError, match="invalid"):
         client.predict("checkpoints/tiny-dcgan", *controls(seed=10 ** 30), api_name="/generate")
+
+
+def test_a_listed_run_with_a_hostile_header_is_refused_without_its_path(app):
+    from safetensors.torch import save_file
+    run = app["root"] / "runs" / "hostile"
+    (run / "checkpoints").mkdir(parents=True)
+    huge = {"format": 1, "model": "infogan", "step": 1, "model_config": {
+        "g_channels": 512, "d_channels": 512, "fc_width": 8192, "q_width": 4096, "image_size": 64, "channels": 3}}
+    save_file({"model.x": torch.zeros(1)}, str(run / "checkpoints" / "latest.safetensors"),
+              metadata={"genlab": json.dumps(huge)})
+    (run / "config.json").write_text(json.dumps({"train": {"model": "infogan"}, "model": {}}))
+    out = app["client"].predict("runs/hostile", 0, api_name="/select_model")
+    assert out[0].startswith("**Cannot load** `runs/hostile`") and "parameters; at most" in out[0]
+    assert str(app["root"]) not in out[0]
+    image, _ = app["client"].predict("checkpoints/tiny-dcgan", *controls(), api_name="/generate")
+    assert Path(image).exists()                                          # other entries keep answering
