@@ -103,8 +103,12 @@ def app(tmp_path_factory):
     run = root / "runs" / "live-dcgan"                                 # a run "still training" (our pid)
     write_checkpoint(run / "checkpoints" / "latest.safetensors", "dcgan", seed=1)
     (run / "config.json").write_text(json.dumps({"train": {"model": "dcgan"}, "model": {}}))
-    (run / "status.json").write_text(json.dumps({"state": "running", "step": 7, "pid": os.getpid(),
-                                                 "host": socket.gethostname(), "heartbeat": time.time()}))
+    status = {"state": "running", "step": 7, "pid": os.getpid(), "host": socket.gethostname(),
+              "heartbeat": time.time()}
+    from genlab import runs
+    if hasattr(runs, "process_identity"):                              # runs that check the process identity
+        status.update(runs.process_identity(os.getpid()))
+    (run / "status.json").write_text(json.dumps(status))
     (checkpoints / "examples").mkdir()
     digit = np.zeros((28, 28), np.uint8)
     digit[6:22, 12:16] = 255
