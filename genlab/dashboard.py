@@ -290,9 +290,8 @@ def field_widget(spec: dict, key: str, default=None):
             text = st.text_input(label, value="", help=spec["help"] + " Empty: none.", key=key).strip()
             if not text:
                 return None
-            if not text.isdigit() or in_range(spec, int(text)):
-                return InvalidField(f"{label}: {text!r} {in_range(spec, int(text)) if text.isdigit() else 'is not a whole number'}")
-            return int(text)
+            problem = in_range(spec, int(text)) if text.isdigit() else "is not a whole number"
+            return InvalidField(f"{label}: {text!r} {problem}") if problem else int(text)
         return st.number_input(label, value=int(value), step=1, help=spec["help"], key=key,
                                min_value=int(spec["low"]) if spec["low"] is not None else None,
                                max_value=int(spec["high"]) if spec["high"] is not None else None)

@@ -52,8 +52,8 @@ def live_pid():
     """A live process a fake "running" run can name (Stop and Delete signal it, never this test)."""
     import subprocess
     import sys
-    process = subprocess.Popen([sys.executable, "-c", "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
-                                                "print(flush=True); time.sleep(300)"], stdout=subprocess.PIPE)
+    code = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print(flush=True); time.sleep(300)"
+    process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
     process.stdout.readline()                        # SIGTERM is ignored from here on (a step that runs long)
     yield process.pid
     process.kill()
