@@ -1,20 +1,26 @@
 """genlab dashboard, home: every run in one table. Served with the explorer by `python -m genlab.serve`."""
 import streamlit as st
 
-from genlab import dashboard, runner
+from genlab import dashboard
+from genlab.settings import Settings
 
 st.set_page_config(page_title="genlab runs", page_icon=":material/science:", layout="wide")
+settings = Settings.from_env()
+owner = dashboard.owner_token(settings)
 st.title("genlab runs")
-root = runner.runs_root()
-st.caption(f"Run folders in `{root.resolve()}`, newest first. Each run is a process of its own: closing this tab "
+where = "this server's runs folder" if settings.public else f"`{settings.runs_root.resolve()}`"
+st.caption(f"Run folders in {where}, newest first. Each run is a process of its own: closing this tab "
            f"or restarting the dashboard does not stop it. Start one on the **Train** page.")
+if settings.public:
+    st.caption("Everyone can watch every run; you can stop, resume and delete the runs this browser session "
+               "started.")
 if error := st.session_state.pop("runs_table_error", None):
     st.error(error)
 
 
 @st.fragment(run_every=dashboard.REFRESH_S)
 def table() -> None:
-    dashboard.runs_table(root)
+    dashboard.runs_table(settings, owner)
 
 
 table()

@@ -2,12 +2,11 @@
 
 The full demo (dashboard + explorer on one port) is the Docker Space: `python -m genlab.serve`.
 """
-import os
+from genlab.explorer import build_explorer, launch_kwargs
+from genlab.settings import Settings
 
-from genlab.explorer import build_explorer
-
-demo = build_explorer(checkpoints_dir=os.environ.get("GENLAB_CHECKPOINTS", "checkpoints"),
-                      runs_root=os.environ.get("GENLAB_RUNS_ROOT", "runs"))
+settings = Settings.from_env()
+demo = build_explorer(settings)
 
 if __name__ == "__main__":
-    demo.launch()          # host and port from GRADIO_SERVER_NAME / GRADIO_SERVER_PORT (Spaces set them)
+    demo.launch(**launch_kwargs(settings))   # host and port from GRADIO_SERVER_NAME / GRADIO_SERVER_PORT (Spaces set them)

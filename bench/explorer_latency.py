@@ -27,7 +27,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from genlab.explorer import (EXPLORER_THREADS, MAX_CATEGORICAL, MAX_CONTINUOUS, MAX_Z_SLIDERS,  # noqa: E402
-                             Controls, ModelCache, build_explorer, render)
+                             Catalog, Controls, ModelCache, build_explorer, render)
 
 
 def free_port() -> int:
@@ -81,7 +81,10 @@ def main() -> None:
         raise SystemExit("no checkpoints: pass checkpoint files or run from the repository root")
     from gradio_client import Client
     folder = Path(paths[0]).parent
-    demo = build_explorer(folder, "/nonexistent-runs", torch_threads=args.threads or EXPLORER_THREADS)
+    from genlab.settings import Settings
+    settings = Settings(checkpoints_dir=folder, runs_root=Path("/nonexistent-runs"))
+    demo = build_explorer(settings, torch_threads=args.threads or EXPLORER_THREADS)
+    catalog = Catalog(settings)
     port = free_port()
     demo.launch(prevent_thread_lock=True, server_port=port, quiet=True)
     client = Client(f"http://127.0.0.1:{port}/", verbose=False)
@@ -90,8 +93,9 @@ def main() -> None:
     cache = ModelCache()
     try:
         for path in paths:
+            path = f"checkpoints/{Path(path).stem}"                              # the explorer's entry key
             client.predict(path, 0, api_name="/select_model")                   # load + warm up
-            entry = cache.get(path)
+            entry = cache.get(catalog.resolve(path))
             direct = []
             for i in range(args.events):
                 start = time.perf_counter()

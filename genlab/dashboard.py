@@ -3,6 +3,11 @@
 Everything shown is read from run folders (`genlab.runs`); runs are started, stopped, resumed
 and deleted through `genlab.runner`. Live parts are `st.fragment(run_every=...)` reruns on the
 script thread: no Streamlit call is ever made from a background thread.
+
+Each page reads `Settings.from_env()` once and passes it down. Each browser session holds an owner
+token (`owner_token`, kept in st.session_state: a reload of the page starts a new session and so a
+new token); on a public server Stop / Resume / Delete are offered only for the runs this token
+started (`runner.can_control`), while every run can be watched.
 """
 from __future__ import annotations
 
@@ -16,8 +21,9 @@ from pathlib import Path
 import streamlit as st
 
 from . import runner, runs
-from .config import TrainConfig, field_specs
+from .config import DATASETS, ConfigError, TrainConfig, field_specs
 from .models import MODELS, get_model_class
+from .settings import Settings
 
 REFRESH_S = 2.0                       # live views rerun this often
 NOT_PLOTTED = {"step", "epoch", "time", "images_per_s"}
@@ -203,19 +209,76 @@ def _thumbnail(path: str, mtime: float, size: int) -> str | None:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
-def run_path(name: str | None) -> Path | None:
+def run_path(name: str | None, settings: Settings) -> Path | None:
     """The folder of the run called `name` under the runs root, or None for an unknown name."""
-    if not name or "/" in name or name.startswith("."):
+    if not isinstance(name, str) or not name or "/" in name or "\\" in name or name.startswith("."):
         return None
-    path = runner.runs_root() / name
+    path = Path(settings.runs_root) / name
     return path if (path / "config.json").exists() else None
 
 
+def owner_token(settings: Settings) -> str:
+    """This browser session's owner token (made once per session, kept in st.session_state)."""
+    if "genlab_owner" not in st.session_state:
+        st.session_state["genlab_owner"] = runner.new_owner_token(settings)
+    return st.session_state["genlab_owner"]
+
+
+# ---------------------------------------------------------------- what the Train form offers
+def offered_datasets(settings: Settings) -> list[str]:
+    """The data sets a visitor may pick: all locally, only the built-in ones on a public server."""
+    if settings.public and settings.limits.builtin_data_only:
+        return [d for d in DATASETS if d != "imagefolder"]
+    return list(DATASETS)
+
+
+def train_specs(settings: Settings) -> dict[str, dict]:
+    """TrainConfig's field specs with the public caps folded into their ranges and help."""
+    specs = {s["name"]: dict(s) for s in field_specs(TrainConfig)}
+    if not settings.public:
+        return specs
+    lim = settings.limits
+    caps = {"steps": ("high", lim.max_steps), "batch_size": ("high", lim.max_batch_size),
+            "image_size": ("high", lim.max_image_size), "sample_every": ("low", lim.min_sample_every),
+            "checkpoint_every": ("low", lim.min_checkpoint_every)}
+    for name, (side, cap) in caps.items():
+        if cap is None:
+            continue
+        spec = specs[name]
+        old = spec[side]
+        spec[side] = cap if old is None else (min(old, cap) if side == "high" else max(old, cap))
+        default = spec["default"]
+        if default is not None:
+            spec["default"] = min(default, spec[side]) if side == "high" else max(default, spec[side])
+        spec["help"] += f" {'At most' if side == 'high' else 'At least'} {spec[side]} on this server."
+    return specs
+
+
+def in_range(spec: dict, value) -> str | None:
+    """Why a value does not fit a field's type, choices or range (None: it fits)."""
+    kind = spec["type"]
+    if spec["choices"] and value not in spec["choices"]:
+        return f"must be one of {', '.join(map(str, spec['choices']))}"
+    if kind in (int, float) and not isinstance(value, bool):
+        if kind is float and not math.isfinite(value):
+            return "must be a finite number"
+        if spec["low"] is not None and value < spec["low"]:
+            return f"must be at least {spec['low']}"
+        if spec["high"] is not None and value > spec["high"]:
+            return f"must be at most {spec['high']}"
+    return None
+
+
 # ---------------------------------------------------------------- widgets
+class InvalidField(ValueError):
+    """A form field whose text is not a valid value; the Start button reports it."""
+
+
 def field_widget(spec: dict, key: str, default=None):
-    """One input widget for a config field, from its type, choices, range and help."""
+    """One input widget for a config field, from its type, choices, range and help. A default out of
+    range (e.g. from the URL) is replaced by the field's own default, so the widget always renders."""
     label = spec["name"].replace("_", " ")
-    value = spec["default"] if default is None else default
+    value = spec["default"] if default is None or in_range(spec, default) else default
     if spec["choices"]:
         options = list(spec["choices"])
         return st.selectbox(label, options, index=options.index(value) if value in options else 0,
@@ -224,8 +287,11 @@ def field_widget(spec: dict, key: str, default=None):
         return st.checkbox(label, value=bool(value), help=spec["help"], key=key)
     if spec["type"] is int:
         if value is None:                                  # optional int: empty means None
-            text = st.text_input(label, value="", help=spec["help"] + " Empty: none.", key=key)
-            return int(text) if text.strip().isdigit() else None
+            text = st.text_input(label, value="", help=spec["help"] + " Empty: none.", key=key).strip()
+            if not text:
+                return None
+            problem = in_range(spec, int(text)) if text.isdigit() else "is not a whole number"
+            return InvalidField(f"{label}: {text!r} {problem}") if problem else int(text)
         return st.number_input(label, value=int(value), step=1, help=spec["help"], key=key,
                                min_value=int(spec["low"]) if spec["low"] is not None else None,
                                max_value=int(spec["high"]) if spec["high"] is not None else None)
@@ -240,14 +306,12 @@ def field_widget(spec: dict, key: str, default=None):
     return text or (None if spec["default"] is None else text)
 
 
-def config_form(model: str, dataset: str, prefill: dict, lim: runner.Limits) -> dict:
-    """Widgets for the model's own config and the training settings; returns {"train", "model"}."""
+def config_form(model: str, dataset: str, prefill: dict, settings: Settings) -> dict:
+    """Widgets for the model's own config and the training settings; returns {"train", "model"}.
+    A field whose text is invalid is an InvalidField value (see `form_problems`). On a public server
+    with builtin_data_only there are no data root / data path fields: the server's data root is used."""
     model_specs = [s for s in field_specs(get_model_class(model).config_class) if not s["derived"]]
-    train_specs = {s["name"]: s for s in field_specs(TrainConfig)}
-    if lim.max_steps is not None:
-        train_specs["steps"] = dict(train_specs["steps"], high=lim.max_steps,
-                                    default=min(train_specs["steps"]["default"], lim.max_steps),
-                                    help=train_specs["steps"]["help"] + f" At most {lim.max_steps} here.")
+    specs = train_specs(settings)
     left, right = st.columns(2)
     with left:
         st.markdown(f"**{model} hyperparameters**")
@@ -257,32 +321,55 @@ def config_form(model: str, dataset: str, prefill: dict, lim: runner.Limits) -> 
         st.markdown("**Training**")
         shown = [n for n in TRAIN_FIELDS if not (n == "channels" and dataset != "synthetic")
                  and not (n == "image_size" and dataset == "mnist")]
-        train_values = {n: field_widget(train_specs[n], f"train.{n}", prefill.get(n)) for n in shown}
-        if dataset in ("mnist", "celeba64"):
-            train_values["data_root"] = st.text_input("data root", value=prefill.get("data_root", runner.data_root()),
-                                                      help=train_specs["data_root"]["help"], key="train.data_root")
-        if dataset in ("imagefolder", "celeba64"):
-            train_values["data_path"] = st.text_input("data path", value=prefill.get("data_path", ""),
-                                                      help=train_specs["data_path"]["help"],
-                                                      key="train.data_path") or None
+        train_values = {n: field_widget(specs[n], f"train.{n}", prefill.get(n)) for n in shown}
+        train_values["data_root"] = str(settings.data_root)
+        if settings.public and settings.limits.builtin_data_only:
+            pass                                            # the server's own data sets only
+        else:
+            if dataset in ("mnist", "celeba64"):
+                train_values["data_root"] = st.text_input("data root", value=str(prefill.get("data_root") or
+                                                                                settings.data_root),
+                                                          help=specs["data_root"]["help"], key="train.data_root")
+            if dataset in ("imagefolder", "celeba64"):
+                train_values["data_path"] = st.text_input("data path", value=prefill.get("data_path") or "",
+                                                          help=specs["data_path"]["help"],
+                                                          key="train.data_path") or None
     return {"train": dict(train_values, model=model, dataset=dataset), "model": model_values}
 
 
-def prefill_from_query() -> dict:
-    """Form defaults from the page URL (?model=vae&dataset=synthetic&steps=500&z_dim=8), as typed values."""
-    values = {}
-    specs = {s["name"]: s for s in field_specs(TrainConfig)}
+def form_problems(config: dict) -> list[str]:
+    """The fields of a config_form result whose text was not a valid value."""
+    return [str(v) for part in config.values() if isinstance(part, dict) for v in part.values()
+            if isinstance(v, InvalidField)]
+
+
+def prefill_from_query(settings: Settings) -> tuple[dict, list[str]]:
+    """(form defaults, problems) from the page URL (?model=vae&dataset=synthetic&steps=500&z_dim=8):
+    values of the right type and in range (public caps included); each other one is a problem line
+    and the field keeps its default."""
+    values, problems = {}, []
+    specs = {}
     for cls in MODELS.values():
         specs.update({s["name"]: s for s in field_specs(cls.config_class)})
+    specs.update(train_specs(settings))
+    hidden = {"data_root", "data_path"} if settings.public and settings.limits.builtin_data_only else set()
     for name, text in st.query_params.items():
         spec = specs.get(name)
-        if spec is None:
+        if spec is None or name in hidden or name in ("model", "dataset"):
+            if name in ("model", "dataset"):
+                values[name] = text
             continue
         try:
-            values[name] = (text.lower() in ("1", "true", "yes")) if spec["type"] is bool else spec["type"](text)
-        except ValueError:
-            pass
-    return values
+            value = (text.lower() in ("1", "true", "yes")) if spec["type"] is bool else spec["type"](text)
+        except (TypeError, ValueError, OverflowError):
+            problems.append(f"{name}={text[:40]!r} is not a {spec['type'].__name__}")
+            continue
+        problem = in_range(spec, value)
+        if problem:
+            problems.append(f"{name}={text[:40]!r} {problem}")
+        else:
+            values[name] = value
+    return values, problems
 
 
 # ---------------------------------------------------------------- run views
@@ -292,32 +379,44 @@ def state_label(run_dir: Path, status: dict) -> str:
     return f":{STATE_STYLES.get(state, 'gray')}-badge[{state}]"
 
 
-def run_controls(run_dir: Path, status: dict, key: str) -> None:
-    """Stop / Resume buttons (and a new total for Resume) for one run."""
+def run_controls(run_dir: Path, status: dict, key: str, settings: Settings, owner: str) -> None:
+    """Stop / Resume buttons (and a new total for Resume) for one run this session may control."""
+    if not runner.can_control(run_dir, settings, owner):
+        st.caption("Started by another visitor: you can watch it.")
+        return
     state = runner.shown_state(run_dir, status)
     config = runs.read_json(run_dir / "config.json", {}) or {}
     if runs.is_active(status):
         if st.button("Stop", icon=":material/stop_circle:", key=f"stop-{key}", disabled=state != "running",
                      help="Finish the current step, save a checkpoint, then stop (once the run is running)."):
-            runner.stop_run(run_dir)
+            try:
+                runner.stop_run(run_dir, settings, owner=owner)
+            except (runner.RunnerError, OSError) as error:
+                st.error(str(error))
+                return
             st.toast(f"Asked {run_dir.name} to stop; it saves a checkpoint first.")
             st.rerun()
         return
     total = config.get("train", {}).get("steps", 1)
     step = status.get("step", 0) or 0
-    new_total = st.number_input("total steps", min_value=1, value=total if step < total else 2 * total,
-                                key=f"steps-{key}", help="Train on to this many steps in total.")
+    cap = settings.limits.max_steps if settings.public else None
+    wanted = total if step < total else 2 * total
+    new_total = st.number_input("total steps", min_value=1, max_value=cap,
+                                value=min(wanted, cap) if cap else wanted,
+                                key=f"steps-{key}", help="Train on to this many steps in total." +
+                                (f" At most {cap} on this server." if cap else ""))
     if st.button("Resume", icon=":material/play_arrow:", key=f"resume-{key}", type="primary",
                  help="Continue from the last checkpoint in a new training process."):
         try:
-            runner.resume_run(run_dir, steps=int(new_total) if new_total != total else None)
-        except (runner.RunnerError, OSError) as error:
+            runner.resume_run(run_dir, settings, owner=owner, steps=int(new_total) if new_total != total else None)
+        except (runner.RunnerError, ConfigError, OSError) as error:
             st.error(str(error))
         else:
             st.rerun()
 
 
-def live_run(run_dir: Path, overlay: list[Path], smoothing: float, log_y: bool) -> None:
+def live_run(run_dir: Path, overlay: list[Path], smoothing: float, log_y: bool, settings: Settings,
+             owner: str) -> None:
     """State, progress, Stop/Resume, curves (with overlaid runs) and the newest grid of one run."""
     if not (run_dir / "config.json").exists():
         st.warning(f"{run_dir.name} has been deleted.")
@@ -335,7 +434,7 @@ def live_run(run_dir: Path, overlay: list[Path], smoothing: float, log_y: bool) 
             st.caption(f"Process {status.get('pid')} is loading the data and building the model "
                        f"({format_age(time.time() - status.get('heartbeat', time.time()))} so far)…")
     with buttons:
-        run_controls(run_dir, status, key=run_dir.name)
+        run_controls(run_dir, status, run_dir.name, settings, owner)
     if status.get("state") in ("failed", "interrupted"):
         st.error(f"{status['state']}: {status.get('error') or 'no error recorded'}")
         log = runner.read_log(run_dir)
@@ -369,8 +468,10 @@ def grid_history(run_dir: Path) -> None:
     st.image(str(dict(samples)[chosen]), caption=f"step {chosen} of {steps[-1]}", width=480)
 
 
-def runs_table(root: Path) -> None:
-    """Every run, newest first, one row each, with Open / Stop / Resume / Delete."""
+def runs_table(settings: Settings, owner: str) -> None:
+    """Every run, newest first, one row each, with Open, and Stop / Resume / Delete where this
+    session may control the run."""
+    root = Path(settings.runs_root)
     infos = runs.list_runs(root)
     if not infos:
         st.info(f"No runs yet in `{root}`. Start one on the **Train** page, or from a terminal with "
@@ -396,25 +497,30 @@ def runs_table(root: Path) -> None:
         cells[5].markdown(last_losses(info.last_metrics) or "–")
         cells[6].markdown(format_age(time.time() - info.created))
         with cells[7]:
-            run_actions(info)
+            run_actions(info, settings, owner)
 
 
-def run_actions(info: runs.RunInfo) -> None:
-    """Open / Stop / Resume / Delete (with confirmation) for one row of the runs table."""
+def run_actions(info: runs.RunInfo, settings: Settings, owner: str) -> None:
+    """Open, and Stop / Resume / Delete (with confirmation) where this session may control the run."""
     name, active = info.name, runs.is_active(info.status)
     open_col, act_col, del_col = st.columns(3)
     if open_col.button(":material/monitoring:", key=f"open-{name}", help="Open the live view"):
         st.switch_page("pages/2_Live_run.py", query_params={"run": name})
+    if not runner.can_control(info.path, settings, owner):
+        return
     if active:
         if act_col.button(":material/stop_circle:", key=f"stop-{name}",
                           disabled=runner.shown_state(info.path, info.status) != "running",
                           help="Stop (saves a checkpoint first)"):
-            runner.stop_run(info.path)
+            try:
+                runner.stop_run(info.path, settings, owner=owner)
+            except (runner.RunnerError, OSError) as error:
+                st.session_state["runs_table_error"] = str(error)
             st.rerun()
     elif act_col.button(":material/play_arrow:", key=f"resume-{name}", help="Resume from the last checkpoint"):
         try:
-            runner.resume_run(info.path)
-        except runner.RunnerError as error:
+            runner.resume_run(info.path, settings, owner=owner)
+        except (runner.RunnerError, ConfigError, OSError) as error:
             st.session_state["runs_table_error"] = str(error)
         st.rerun()
     if del_col.button(":material/delete:", key=f"delete-{name}", help="Delete (asks first)"):
@@ -424,7 +530,10 @@ def run_actions(info: runs.RunInfo) -> None:
         st.warning(f"Delete **{name}** and all its files?" + (" It is running: it is stopped first." if active else ""))
         yes, no = st.columns(2)
         if yes.button("Yes, delete", key=f"confirm-delete-{name}", type="primary"):
-            runner.delete_run(info.path)
+            try:
+                runner.delete_run(info.path, settings, owner=owner)
+            except (runner.RunnerError, OSError) as error:
+                st.session_state["runs_table_error"] = str(error)
             st.session_state.pop("confirm_delete", None)
             st.rerun()
         if no.button("Cancel", key=f"cancel-delete-{name}"):

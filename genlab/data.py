@@ -2,6 +2,10 @@
 
 `load_dataset(config, device)` returns an `ImageData`; `ImageData.batcher(batch, generator)` gives
 a `next_batch()` that returns images in [-1, 1] and labels, normalized on the device.
+
+Nothing is written into a folder of images a user points at: the decoded cache of an image folder
+lives under data_root/cache. On a public server (`settings.public` with builtin_data_only) only the
+built-in data sets under the server's data root are loaded (`check_public_data`).
 """
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ import torch
 from .config import TrainConfig
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
+BUILTIN_DATASETS = ("mnist", "celeba64", "synthetic")      # found under data_root, no path of a visitor's choosing
 
 
 class DataError(RuntimeError):
@@ -64,8 +69,22 @@ def to_signed(images_uint8: torch.Tensor) -> torch.Tensor:
     return images_uint8.float() / 127.5 - 1.0
 
 
-def load_dataset(config: TrainConfig, split: str = "train") -> ImageData:
-    """The data set a TrainConfig names, on the CPU (the training loop moves it to its device)."""
+def check_public_data(config: TrainConfig, settings) -> None:
+    """On a public server with builtin_data_only: a built-in data set under the server's data root,
+    no data path; otherwise a DataError (which names no other path)."""
+    if settings is None or not (settings.public and settings.limits.builtin_data_only):
+        return
+    if config.dataset not in BUILTIN_DATASETS or config.data_path:
+        raise DataError(f"this server trains only on its built-in data sets ({', '.join(BUILTIN_DATASETS)}); "
+                        f"a data path cannot be chosen")
+    if Path(config.data_root).resolve() != Path(settings.data_root).resolve():
+        raise DataError("this server trains only on its built-in data sets; the data root cannot be chosen")
+
+
+def load_dataset(config: TrainConfig, split: str = "train", settings=None) -> ImageData:
+    """The data set a TrainConfig names, on the CPU (the training loop moves it to its device).
+    With public `settings` (genlab.settings.Settings), only the built-in data sets are loaded."""
+    check_public_data(config, settings)
     loaders = {"mnist": load_mnist, "celeba64": load_celeba64,
                "imagefolder": load_imagefolder, "synthetic": load_synthetic}
     data = loaders[config.dataset](config, split)
@@ -94,7 +113,7 @@ def load_mnist(config: TrainConfig, split: str = "train") -> ImageData:
         except Exception as error:  # offline, read-only folder, ...
             raise DataError(
                 f"MNIST is not in {root / 'MNIST' / 'raw'} and could not be downloaded "
-                f"({' '.join(str(error).split())}). "
+                f"({download_failure(error)}). "
                 f"Put the four files {', '.join(MNIST_FILES)} (or their .gz) in {root / 'MNIST' / 'raw'}, "
                 f"or pass --data-root pointing at the folder that holds MNIST/raw.") from None
     images = dataset.data[:, None].contiguous()                                  # (N, 1, 28, 28) uint8
@@ -116,12 +135,19 @@ def decode_image(path: Path, size: int, channels: int) -> torch.Tensor:
     return center_crop(resize(tensor, size, antialias=True), [size, size])       # (C, size, size)
 
 
+def download_failure(error: Exception) -> str:
+    """Why a download failed, without an OS error's text (which would tell whether other paths exist)."""
+    if isinstance(error, OSError) and not isinstance(error, (ConnectionError, TimeoutError)):
+        return "no connection, or the folder cannot be written"
+    return " ".join(str(error).split())[:300]
+
+
 def cache_file(folder: Path, files: list[Path], size: int, channels: int, data_root: Path) -> Path:
-    """Where the decoded uint8 tensor of an image folder is kept: beside the data, else in data_root."""
-    key = hashlib.sha1("\n".join(f"{p.relative_to(folder)}:{p.stat().st_size}" for p in files).encode())
-    name = f".genlab-cache-{size}px-{channels}ch-{len(files)}-{key.hexdigest()[:12]}.safetensors"
-    if os.access(folder, os.W_OK):
-        return folder / name
+    """Where the decoded uint8 tensor of an image folder is kept: data_root/cache, never beside the data
+    (keyed by the folder's absolute path and its file list)."""
+    listing = "\n".join(f"{p.relative_to(folder)}:{p.stat().st_size}" for p in files)
+    key = hashlib.sha1(f"{folder.resolve()}\n{listing}".encode())
+    name = f"genlab-cache-{size}px-{channels}ch-{len(files)}-{key.hexdigest()[:12]}.safetensors"
     return data_root / "cache" / name
 
 
@@ -129,12 +155,10 @@ def load_image_folder(folder: Path, size: int, channels: int, data_root: Path, n
                       limit: int | None = None) -> ImageData:
     """Every image under `folder`, decoded once into a cached uint8 tensor (safetensors)."""
     from safetensors.torch import load_file, save_file
-    if not folder.is_dir():
-        raise DataError(f"image folder {folder} does not exist; point --data-path at a folder of "
-                        f"images (.jpg, .png, ...), e.g. an img_align_celeba folder")
-    files = list_images(folder)[:limit]
-    if not files:
-        raise DataError(f"no images (.jpg, .png, ...) found under {folder}")
+    files = list_images(folder)[:limit] if folder.is_dir() else []
+    if not files:                                     # one message whether or not the folder exists
+        raise DataError(f"no images (.jpg, .png, ...) found under {folder}; point --data-path at a folder "
+                        f"of images, e.g. an img_align_celeba folder")
     cache = cache_file(folder, files, size, channels, data_root)
     if cache.exists():
         try:
@@ -168,7 +192,7 @@ def load_celeba64(config: TrainConfig, split: str = "train") -> ImageData:
             CelebA(str(root), split="train", download=True)
         except Exception as error:
             raise DataError(
-                f"CelebA is not in {folder} and could not be downloaded ({' '.join(str(error).split())}). Put the aligned "
+                f"CelebA is not in {folder} and could not be downloaded ({download_failure(error)}). Put the aligned "
                 f"faces (000001.jpg ...) in {folder}, as torchvision's CelebA layout "
                 f"{root}/celeba/img_align_celeba/ expects, or pass --data-path to any folder of face "
                 f"images.") from None

@@ -10,9 +10,12 @@ and move its latent. `build_explorer()` returns the Blocks; the dashboard mounts
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import tempfile
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,8 +23,11 @@ import numpy as np
 import torch
 
 from . import latent as L
-from .checkpoint import CheckpointError, load, resolve
-from .runs import checkpoint_path, is_active, list_runs, read_status
+from . import runs
+from .checkpoint import MAX_PARAMETERS, CheckpointError, load, read_raw_header, resolve
+from .models import MODELS
+from .runs import checkpoint_path, is_active, read_status
+from .settings import Settings
 
 MAX_Z_SLIDERS = 8            # sliders over the first z dims; a seed draws the rest
 MAX_CATEGORICAL = 4          # InfoGAN's config allows up to 4 categorical codes
@@ -31,32 +37,111 @@ HUB_PREFIX = "hf://"
 IMAGE_SIDE = 256             # generated images are enlarged (nearest neighbour) to about this side
 GRID_SIDE = 640
 EXPLORER_THREADS = 1         # one image per event: one CPU thread is faster than threads waiting on each other
+EXPLORER_CONCURRENCY = 4     # events served at once (a slow model load does not hold up other visitors)
+CACHE_MODELS = 6             # models kept loaded, least recently used evicted first
+CACHE_BYTES = 1024 ** 3      # ... and at most this many bytes of weights together
+UPLOAD_BYTES = 20 * 1024 ** 2      # an uploaded image, when the public cap does not set one
+UPLOAD_PIXELS = 4096 * 4096        # an uploaded image's width x height (decompression bombs)
+GIF_KEEP = 16                # exported GIFs kept on disk (the newest); Gradio's own copies expire too
+CACHE_EXPIRY_S = 900         # Gradio's cached uploads and outputs are deleted after this long
+UNKNOWN_MODEL = "unknown model; choose one from the list"
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
+HUB_REPO = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
 
 
 # ---------------------------------------------------------------- where models come from
-def list_sources(checkpoints_dir: str | Path, runs_root: str | Path) -> list[tuple[str, str]]:
-    """(label, source) for every checkpoint file in checkpoints_dir and every run with a checkpoint."""
-    sources = []
-    for path in sorted(Path(checkpoints_dir).glob("*.safetensors")):
-        sources.append((f"{path.stem}  (checkpoints/)", str(path)))
-    for run in list_runs(runs_root):
-        if checkpoint_path(run.path).exists():
-            state = run.status.get("state", "?")
-            model = run.config.get("train", {}).get("model", "?")
-            training = ", training now" if is_active(run.status) else ""
-            sources.append((f"run {run.name}  ({model}, {state}, step {run.status.get('step', '?')}{training})",
-                            str(run.path)))
-    return sources
+class UnknownModel(ValueError):
+    """A Model value that is not one of the listed entries (the message reveals nothing more)."""
+
+    def __init__(self):
+        super().__init__(UNKNOWN_MODEL)
 
 
-def source_stamp(source: str):
-    """What changes when a source's checkpoint is rewritten (its mtime); None for Hub repos."""
-    if source.startswith(HUB_PREFIX):
-        return None
+def is_generator_file(path: Path) -> bool:
+    """A checkpoint whose header names a registered model (not e.g. the judge); reads the header only."""
     try:
-        return resolve(source).stat().st_mtime_ns
-    except (CheckpointError, OSError):
+        header, _ = read_raw_header(path)
+    except CheckpointError:
+        return False
+    return isinstance(header, dict) and header.get("model") in MODELS
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One model the explorer lists: a shipped checkpoint, a run folder or a Hub repo id."""
+    key: str                   # what the dropdown holds: "checkpoints/<stem>", "runs/<name>" or "hf://<repo>"
+    label: str
+    path: Path | None = None   # the checkpoint file or run folder (None for a Hub repo)
+    repo: str | None = None
+
+    def stamp(self):
+        """What changes when the entry's checkpoint is rewritten (its mtime); None for Hub repos."""
+        if self.path is None:
+            return None
+        try:
+            return resolve(self.path).stat().st_mtime_ns
+        except (CheckpointError, OSError):
+            return None
+
+
+class Catalog:
+    """The entries a visitor may choose; every handler resolves its Model value here."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.checkpoints_dir = Path(settings.checkpoints_dir)
+        self.runs_root = Path(settings.runs_root)
+
+    def hub_enabled(self) -> bool:
+        return not self.settings.public
+
+    def _checkpoint(self, stem: str) -> Entry | None:
+        path = self.checkpoints_dir / f"{stem}.safetensors"
+        if SAFE_NAME.fullmatch(stem) and path.is_file() and is_generator_file(path):
+            return Entry(f"checkpoints/{stem}", f"{stem}  (checkpoints/)", path)
         return None
+
+    def _run(self, name: str, info: runs.RunInfo | None = None) -> Entry | None:
+        path = self.runs_root / name
+        if not (SAFE_NAME.fullmatch(name) and path.is_dir() and not path.is_symlink()
+                and (path / "config.json").is_file() and checkpoint_path(path).is_file()):
+            return None
+        info = info or runs.run_info(path)
+        state = info.status.get("state", "?")
+        model = info.config.get("train", {}).get("model", "?")
+        training = ", training now" if is_active(info.status) else ""
+        return Entry(f"runs/{name}", f"run {name}  ({model}, {state}, step {info.status.get('step', '?')}{training})",
+                     path)
+
+    def _hub(self, repo: str) -> Entry | None:
+        if self.hub_enabled() and HUB_REPO.fullmatch(repo) and ".." not in repo and not Path(repo).exists():
+            return Entry(HUB_PREFIX + repo, f"hub {repo}", repo=repo)
+        return None
+
+    def entries(self) -> list[Entry]:
+        """Every listed entry: generator checkpoints in checkpoints_dir, then runs with a checkpoint."""
+        found = [self._checkpoint(p.stem) for p in sorted(self.checkpoints_dir.glob("*.safetensors"))]
+        found += [self._run(info.name, info) for info in runs.list_runs(self.runs_root)]
+        return [entry for entry in found if entry is not None]
+
+    def choices(self) -> list[tuple[str, str]]:
+        return [(entry.label, entry.key) for entry in self.entries()]
+
+    def resolve(self, value) -> Entry:
+        """The listed entry a dropdown value names, or UnknownModel (one neutral message)."""
+        if not isinstance(value, str) or len(value) > 300:
+            raise UnknownModel()
+        kind, _, name = value.partition("/")
+        entry = None
+        if value.startswith(HUB_PREFIX):
+            entry = self._hub(value[len(HUB_PREFIX):])
+        elif kind == "checkpoints":
+            entry = self._checkpoint(name)
+        elif kind == "runs":
+            entry = self._run(name)
+        if entry is None or entry.key != value:
+            raise UnknownModel()
+        return entry
 
 
 @dataclass
@@ -67,39 +152,92 @@ class Loaded:
     spec: L.LatentSpec
     header: dict
     stamp: object
+    nbytes: int = 0
+
+
+def load_entry(entry: Entry, max_parameters: int | None) -> Loaded:
+    """Load a listed entry's model (the checkpoint's header is checked before any weight is read)."""
+    if entry.repo is not None:
+        from .hub import load_from_hub
+        model = load_from_hub(entry.repo)
+    else:
+        model = load(entry.path, max_parameters=max_parameters)
+    nbytes = sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers()))
+    return Loaded(entry.key, model, model.latent_spec(), getattr(model, "checkpoint_header", {}),
+                  entry.stamp(), nbytes)
 
 
 class ModelCache:
-    """Loaded models by source: loaded once, reloaded only when asked and the file changed."""
+    """Loaded models by entry key, least recently used first out, bounded by count and bytes.
 
-    def __init__(self):
-        self._models: dict[str, Loaded] = {}
+    Loading happens outside the cache's lock (which guards only the dict), so a slow load never
+    delays another visitor's render; a per-entry guard makes concurrent requests for one entry
+    load it once."""
+
+    def __init__(self, max_models: int = CACHE_MODELS, max_bytes: int = CACHE_BYTES,
+                 max_parameters: int | None = MAX_PARAMETERS, loader=load_entry):
+        self.max_models, self.max_bytes, self.max_parameters = max_models, max_bytes, max_parameters
+        self._loader = loader
+        self._models: OrderedDict[str, Loaded] = OrderedDict()
+        self._loading: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
 
-    def _load(self, source: str) -> Loaded:
-        if source.startswith(HUB_PREFIX):
-            from .hub import load_from_hub
-            model = load_from_hub(source[len(HUB_PREFIX):])
-        else:
-            model = load(source)
-        return Loaded(source, model, model.latent_spec(), getattr(model, "checkpoint_header", {}),
-                      source_stamp(source))
-
-    def get(self, source: str) -> Loaded:
-        """The model of a source, loading it on first use."""
+    def __contains__(self, key: str) -> bool:
         with self._lock:
-            if source not in self._models:
-                self._models[source] = self._load(source)
-            return self._models[source]
+            return key in self._models
 
-    def reload(self, source: str) -> tuple[Loaded, bool]:
+    def keys(self) -> list[str]:
+        with self._lock:
+            return list(self._models)
+
+    def nbytes(self) -> int:
+        with self._lock:
+            return sum(m.nbytes for m in self._models.values())
+
+    def _cached(self, key: str) -> Loaded | None:
+        with self._lock:
+            loaded = self._models.get(key)
+            if loaded is not None:
+                self._models.move_to_end(key)
+            return loaded
+
+    def _store(self, loaded: Loaded) -> None:
+        with self._lock:
+            self._models[loaded.source] = loaded
+            self._models.move_to_end(loaded.source)
+            while len(self._models) > 1 and (len(self._models) > self.max_models or
+                                             sum(m.nbytes for m in self._models.values()) > self.max_bytes):
+                self._models.popitem(last=False)
+
+    def _load(self, entry: Entry, is_fresh) -> Loaded:
+        with self._lock:
+            guard = self._loading.setdefault(entry.key, threading.Lock())
+        with guard:                                   # only requests for this same entry wait here
+            try:
+                loaded = self._cached(entry.key)
+                if loaded is not None and is_fresh(loaded):
+                    return loaded
+                loaded = self._loader(entry, self.max_parameters)
+                self._store(loaded)
+                return loaded
+            finally:
+                with self._lock:
+                    if self._loading.get(entry.key) is guard:
+                        del self._loading[entry.key]
+
+    def get(self, entry: Entry) -> Loaded:
+        """The model of an entry, loading it on first use."""
+        return self._cached(entry.key) or self._load(entry, lambda loaded: True)
+
+    def reload(self, entry: Entry) -> tuple[Loaded, bool]:
         """(model, changed): reread the checkpoint if it was rewritten since it was loaded."""
-        with self._lock:
-            entry = self._models.get(source)
-            if entry is not None and (entry.stamp is None or entry.stamp == source_stamp(source)):
-                return entry, False
-            self._models[source] = self._load(source)
-            return self._models[source], True
+        def fresh(loaded):
+            return loaded.stamp is None or loaded.stamp == entry.stamp()
+        loaded = self._cached(entry.key)
+        if loaded is not None and fresh(loaded):
+            return loaded, False
+        new = self._load(entry, fresh)
+        return new, new is not loaded
 
 
 # ---------------------------------------------------------------- pure helpers the handlers use
@@ -160,44 +298,150 @@ def render(entry: Loaded, controls: Controls, encoded=None) -> tuple[np.ndarray,
 
 
 # ---------------------------------------------------------------- the Gradio app
-def build_explorer(checkpoints_dir: str | Path = "checkpoints", runs_root: str | Path = "runs",
-                   torch_threads: int | None = EXPLORER_THREADS):
-    """The explorer as a `gradio.Blocks` (mount it, or `.launch()` it). torch_threads sets torch's
-    (process-wide) CPU threads; None leaves them as they are."""
+def model_dropdown_class():
+    """gr.Dropdown (allow_custom_value=False in the browser) whose value is checked by the handlers
+    against the live catalog, not against the choices known when the page was built: a run started
+    later is selectable, anything else gets the one neutral UNKNOWN_MODEL message."""
     import gradio as gr
 
+    class ModelDropdown(gr.Dropdown):
+        is_template = True                      # rendered by the browser as a plain Dropdown
+
+        def preprocess(self, payload):
+            if payload is not None and not isinstance(payload, str):
+                raise gr.Error(UNKNOWN_MODEL)
+            return payload
+
+    return ModelDropdown
+
+
+def upload_limit(settings: Settings) -> int:
+    """Bytes an uploaded image may have: the public cap, else UPLOAD_BYTES."""
+    return settings.limits.max_upload_bytes or UPLOAD_BYTES
+
+
+def launch_kwargs(settings: Settings) -> dict:
+    """Keyword arguments for `launch()` / `gr.mount_gradio_app()` that make Gradio refuse larger uploads."""
+    return {"max_file_size": upload_limit(settings)}
+
+
+def read_upload(path, max_bytes: int) -> np.ndarray:
+    """An uploaded image file as an RGB array, refused beyond max_bytes or UPLOAD_PIXELS; the
+    upload's temporary copy is removed once read."""
+    from PIL import Image
+    import gradio.utils
+    path = Path(path)
+    try:
+        if path.stat().st_size > max_bytes:
+            raise ValueError(f"the image is larger than {max_bytes / 1024 ** 2:.0f} MB")
+        with Image.open(path) as picture:
+            if picture.width * picture.height > UPLOAD_PIXELS:
+                raise ValueError(f"the image has more than {UPLOAD_PIXELS:,} pixels")
+            return np.asarray(picture.convert("RGB"))
+    except (OSError, Image.DecompressionBombError) as error:
+        raise ValueError("the file is not an image this explorer can read") from error
+    finally:
+        uploads = Path(gradio.utils.get_upload_folder()).resolve()
+        if path.resolve().is_relative_to(uploads):
+            path.unlink(missing_ok=True)
+
+
+def prune_files(folder: Path, keep: int) -> None:
+    """Delete all but the `keep` newest files of a folder."""
+    files = sorted(folder.glob("*"), key=lambda p: p.stat().st_mtime_ns, reverse=True)
+    for old in files[keep:]:
+        old.unlink(missing_ok=True)
+
+
+def build_explorer(settings: Settings | str | Path | None = None, runs_root: str | Path | None = None,
+                   torch_threads: int | None = EXPLORER_THREADS, *, checkpoints_dir: str | Path | None = None,
+                   cache_models: int = CACHE_MODELS, cache_bytes: int = CACHE_BYTES):
+    """The explorer as a `gradio.Blocks` (mount it, or `.launch(**launch_kwargs(settings))` it).
+    torch_threads sets torch's (process-wide) CPU threads; None leaves them as they are. The old
+    form build_explorer(checkpoints_dir, runs_root) still works (other settings from the environment)."""
+    import gradio as gr
+
+    if not isinstance(settings, Settings):
+        settings = Settings.from_env(checkpoints_dir=Path(checkpoints_dir or settings or "checkpoints"),
+                                     runs_root=Path(runs_root) if runs_root is not None else None)
     if torch_threads:
         torch.set_num_threads(torch_threads)
-    cache = ModelCache()
+    catalog = Catalog(settings)
+    max_parameters = settings.limits.max_parameters if settings.public else MAX_PARAMETERS
+    cache = ModelCache(cache_models, cache_bytes, max_parameters or MAX_PARAMETERS)
     gif_dir = Path(tempfile.mkdtemp(prefix="genlab-gifs-"))
-    examples_dir = Path(checkpoints_dir) / "examples"
+    examples_dir = catalog.checkpoints_dir / "examples"
     example_images = sorted(str(p) for p in examples_dir.glob("*.png")) if examples_dir.is_dir() else []
 
-    def choices():
-        return list_sources(checkpoints_dir, runs_root)
-
-    def entry_or_error(source) -> Loaded:
-        if not source:
-            raise gr.Error("Pick a model first.")
+    def entry_of(value) -> Entry:
         try:
-            return cache.get(source)
+            return catalog.resolve(value)
+        except UnknownModel:
+            raise gr.Error(UNKNOWN_MODEL) from None
+
+    def load_error(entry: Entry, error: Exception) -> str:
+        """A load failure of a listed entry, naming it by its key, never by its server path."""
+        text = str(error)
+        if entry.path is not None:
+            text = text.replace(str(entry.path), entry.key).replace(str(entry.path.resolve()), entry.key)
+        return text
+
+    def entry_or_error(value) -> Loaded:
+        if not value:
+            raise gr.Error("Pick a model first.")
+        entry = entry_of(value)
+        try:
+            return cache.get(entry)
         except Exception as error:                                   # shown in the UI, not a traceback
-            raise gr.Error(f"Cannot load {source}: {error}") from None
+            raise gr.Error(f"Cannot load {entry.key}: {load_error(entry, error)}") from None
+
+    def number(value, low, high, kind=int):
+        """An event's number clamped to the range its widget offers (API calls can send anything)."""
+        try:
+            value = kind(value if value is not None else low)
+        except (TypeError, ValueError, OverflowError):
+            raise gr.Error("invalid number") from None
+        if kind is float and not np.isfinite(value):
+            raise gr.Error("invalid number")
+        return min(max(value, low), high)
+
+    def controls_of(values) -> Controls:
+        try:
+            given = Controls.from_values(values)
+            given.z_head = [float(v) for v in given.z_head]
+            given.cat = [float(v) for v in given.cat]
+            given.cont = [float(v) for v in given.cont]
+        except (TypeError, ValueError, OverflowError):
+            raise gr.Error("invalid control values") from None
+        if not -2 ** 63 <= given.seed < 2 ** 63 or not all(np.isfinite(given.z_head + given.cat + given.cont)):
+            raise gr.Error("invalid control values")
+        return given
 
     def z_head_values(entry: Loaded, seed, encoded):
         z = torch.as_tensor(encoded) if encoded is not None else L.prior_latents(entry.spec, seed)["z"][0]
         head = [round(float(v), 3) for v in z[:MAX_Z_SLIDERS]]
         return head + [0.0] * (MAX_Z_SLIDERS - len(head))
 
-    with gr.Blocks(title="genlab latent explorer") as demo:
+    def encoded_of(entry: Loaded, value):
+        """A VAE's encoded latent from the session state (or an API call): z_dim finite floats, or None."""
+        if value is None:
+            return None
+        try:
+            z = torch.as_tensor(value, dtype=torch.float32).reshape(entry.spec.z_dim)
+        except (TypeError, ValueError, RuntimeError):
+            return None
+        return z.tolist() if bool(torch.isfinite(z).all()) else None
+
+    ModelDropdown = model_dropdown_class()
+    with gr.Blocks(title="genlab latent explorer", delete_cache=(CACHE_EXPIRY_S, CACHE_EXPIRY_S)) as demo:
         gr.Markdown("## genlab latent explorer\nPick a model, then move the sliders: the image follows.")
-        initial = choices()
+        initial = catalog.choices()
         with gr.Row():
             with gr.Column(scale=3):
-                source = gr.Dropdown(choices=initial, value=initial[0][1] if initial else None, label="Model",
-                                     info="checkpoints/ and local runs (a run still training too)",
-                                     allow_custom_value=True, elem_id="explorer-model")
-                with gr.Row():
+                source = ModelDropdown(choices=initial, value=initial[0][1] if initial else None, label="Model",
+                                       info="checkpoints/ and local runs (a run still training too)",
+                                       allow_custom_value=False, elem_id="explorer-model")
+                with gr.Row(visible=catalog.hub_enabled()):
                     hub_repo = gr.Textbox(label="Hugging Face Hub repo id", placeholder="user/genlab-mnist-dcgan",
                                           scale=3)
                     hub_button = gr.Button("Load from Hub", scale=1, size="sm")
@@ -258,7 +502,7 @@ def build_explorer(checkpoints_dir: str | Path = "checkpoints", runs_root: str |
                         "(a bright background is inverted to match MNIST). Then move its latent on "
                         "the Sliders tab.")
             with gr.Row():
-                upload = gr.Image(label="Image to encode", type="numpy", sources=["upload", "clipboard"],
+                upload = gr.Image(label="Image to encode", type="filepath", sources=["upload", "clipboard"],
                                   image_mode="RGB", height=IMAGE_SIDE)
                 reconstruction = gr.Image(label="Decoded from its latent", format="png", interactive=False,
                                           height=IMAGE_SIDE)
@@ -271,10 +515,12 @@ def build_explorer(checkpoints_dir: str | Path = "checkpoints", runs_root: str |
         # ---- handlers: each looks the model up in the cache (no reload per event)
         def on_source(source_value, seed_value):
             blank = ([gr.update(visible=False)] * (MAX_Z_SLIDERS + 1 + MAX_CATEGORICAL + MAX_CONTINUOUS))
+            listed = entry_of(source_value) if source_value else None
+            seed_value = number(seed_value, -2 ** 63, 2 ** 63 - 1)
             try:
-                entry = cache.get(source_value) if source_value else None
+                entry = cache.get(listed) if listed else None
             except Exception as error:
-                return (f"**Cannot load** `{source_value}`: {error}", *blank, gr.update(choices=[]),
+                return (f"**Cannot load** `{listed.key}`: {load_error(listed, error)}", *blank, gr.update(choices=[]),
                         gr.update(), gr.update(visible=False), None, None, "", gr.update())
             if entry is None:
                 return ("No model yet: train one or add checkpoints.", *blank, gr.update(choices=[]),
@@ -295,8 +541,7 @@ def build_explorer(checkpoints_dir: str | Path = "checkpoints", runs_root: str |
             axes = [a.name for a in L.sweep_axes(spec, MAX_Z_SLIDERS)]
             values = Controls(int(seed_value or 0), 0, head, [0] * MAX_CATEGORICAL, [0.0] * MAX_CONTINUOUS)
             picture, timing = render(entry, values, None)
-            run_active = not source_value.startswith(HUB_PREFIX) and Path(source_value).is_dir() and \
-                is_active(read_status(Path(source_value)))
+            run_active = listed.path is not None and listed.path.is_dir() and is_active(read_status(listed.path))
             return (describe(entry), *z_updates, label_update, *cat_updates, *cont_updates,
                     gr.update(choices=axes, value=axes[0]), gr.update(choices=["seeds"] + axes, value="seeds"),
                     gr.update(visible=hasattr(entry.model, "encode")), None, picture, timing,
@@ -305,11 +550,20 @@ def build_explorer(checkpoints_dir: str | Path = "checkpoints", runs_root: str |
         source_outputs = [info, *z_sliders, label, *cat_sliders, *cont_sliders, axis_x, axis_y, encode_tab,
                           encoded, image, latency, auto_reload]
         source.change(on_source, [source, seed], source_outputs, api_name="select_model")
-        demo.load(on_source, [source, seed], source_outputs, api_visibility="private")
+
+        def on_page_load(source_value, seed_value):
+            """A new visitor: the list as it is now (runs started since the server did), then the model."""
+            listed = catalog.choices()
+            value = source_value if source_value in [key for _, key in listed] else \
+                (listed[0][1] if listed else None)
+            return (gr.update(choices=listed, value=value), *on_source(value, seed_value))
+
+        demo.load(on_page_load, [source, seed], [source, *source_outputs], api_visibility="private")
 
         def generate(source_value, encoded_value, *values):
             """Slider event -> image: compose the latent and run the generator once."""
-            return render(entry_or_error(source_value), Controls.from_values(values), encoded_value)
+            entry = entry_or_error(source_value)
+            return render(entry, controls_of(values), encoded_of(entry, encoded_value))
 
         gr.on([c.input for c in (label, *z_sliders, *cat_sliders, *cont_sliders)], generate,
               [source, encoded, *controls], [image, latency], api_name="generate", trigger_mode="always_last",
@@ -318,7 +572,7 @@ def build_explorer(checkpoints_dir: str | Path = "checkpoints", runs_root: str |
         def on_seed(source_value, *values):
             """A new seed: its first z dims go onto the sliders, and the image follows."""
             entry = entry_or_error(source_value)
-            given = Controls.from_values(values)
+            given = controls_of(values)
             given.z_head = z_head_values(entry, given.seed, None)
             return (None, *given.z_head, *render(entry, given, None))
 
@@ -336,11 +590,12 @@ def build_explorer(checkpoints_dir: str | Path = "checkpoints", runs_root: str |
             """Reread a run's newest checkpoint if it changed; redraw the image."""
             if not source_value:
                 return gr.update(), gr.update(), gr.update()
+            listed = entry_of(source_value)
             try:
-                entry, changed = cache.reload(source_value)
+                entry, changed = cache.reload(listed)
             except Exception as error:
-                return f"**Cannot reload** `{source_value}`: {error}", gr.update(), gr.update()
-            picture, timing = render(entry, Controls.from_values(values), encoded_value)
+                return f"**Cannot reload** `{listed.key}`: {load_error(listed, error)}", gr.update(), gr.update()
+            picture, timing = render(entry, controls_of(values), encoded_of(entry, encoded_value))
             note = " (reloaded)" if changed else " (unchanged)"
             return describe(entry) + note, picture, timing
 
@@ -348,29 +603,35 @@ def build_explorer(checkpoints_dir: str | Path = "checkpoints", runs_root: str |
         timer.tick(on_reload, [source, encoded, *controls], [info, image, latency], api_visibility="private",
                    show_progress="hidden")
         auto_reload.change(lambda on: gr.Timer(active=bool(on)), [auto_reload], [timer], api_visibility="private")
-        refresh.click(lambda: gr.update(choices=choices()), None, [source], api_name="refresh")
+        refresh.click(lambda: gr.update(choices=catalog.choices()), None, [source], api_name="refresh")
 
         def on_hub(repo_id):
-            repo_id = (repo_id or "").strip()
+            repo_id = (repo_id or "").strip() if isinstance(repo_id, str) else ""
+            if not catalog.hub_enabled():
+                raise gr.Error("This server does not load models from the Hub.")
             if not repo_id:
                 raise gr.Error("Type a Hub repo id such as user/genlab-mnist-dcgan.")
-            value = HUB_PREFIX + repo_id
-            return gr.update(choices=choices() + [(f"hub {repo_id}", value)], value=value)
+            try:
+                entry = catalog.resolve(HUB_PREFIX + repo_id)
+            except UnknownModel:
+                raise gr.Error("A Hub repo id looks like user/genlab-mnist-dcgan.") from None
+            return gr.update(choices=catalog.choices() + [(entry.label, entry.key)], value=entry.key)
 
         hub_button.click(on_hub, [hub_repo], [source], api_name="hub")
 
         def on_sweep(source_value, x_name, y_name, steps, rows, encoded_value, *values):
             """A grid moving one axis along columns; rows are seeds or a second axis."""
             entry = entry_or_error(source_value)
-            given = Controls.from_values(values)
+            given = controls_of(values)
+            steps, rows = number(steps, 3, 12), number(rows, 1, 10)
             try:
-                axis_1 = L.parse_axis(x_name or "")
-                axis_2 = None if y_name in (None, "", "seeds") else L.parse_axis(y_name)
-                base = [given.latents(entry.spec, encoded_value)]
-                for r in range(1, int(rows) if axis_2 is None else 1):
+                axis_1 = L.parse_axis(x_name if isinstance(x_name, str) else "")
+                axis_2 = None if y_name in (None, "", "seeds") else L.parse_axis(str(y_name))
+                base = [given.latents(entry.spec, encoded_of(entry, encoded_value))]
+                for r in range(1, rows if axis_2 is None else 1):
                     other = Controls(given.seed + r, given.label, [], given.cat, given.cont)
                     base.append(other.latents(entry.spec))
-                grid = L.sweep_grid(entry.model, base, axis_1, int(steps), axis_2)
+                grid = L.sweep_grid(entry.model, base, axis_1, steps, axis_2)
             except ValueError as error:
                 raise gr.Error(str(error)) from None
             return show(grid, GRID_SIDE)
@@ -379,17 +640,21 @@ def build_explorer(checkpoints_dir: str | Path = "checkpoints", runs_root: str |
                            [sweep_image], api_name="sweep")
 
         def interpolation(entry: Loaded, a, b, count, given: Controls):
-            start = Controls(int(a or 0), given.label, [], given.cat, given.cont).latents(entry.spec)
-            end_z = L.prior_latents(entry.spec, int(b or 0))["z"]
-            return L.interpolation_latents(start, end_z, int(count))
+            start = Controls(a, given.label, [], given.cat, given.cont).latents(entry.spec)
+            end_z = L.prior_latents(entry.spec, b)["z"]
+            return L.interpolation_latents(start, end_z, count)
+
+        def seeds_of(a, b):
+            return number(a, -2 ** 63, 2 ** 63 - 1), number(b, -2 ** 63, 2 ** 63 - 1)
 
         def on_frame(source_value, a, b, count, position, *values):
             """One frame of the slerp path at `position` in [0, 1]."""
             entry = entry_or_error(source_value)
-            given = Controls.from_values(values)
-            start = Controls(int(a or 0), given.label, [], given.cat, given.cont).latents(entry.spec)
-            end_z = L.prior_latents(entry.spec, int(b or 0))["z"]
-            start["z"] = L.slerp(start["z"], end_z, float(position))
+            given = controls_of(values)
+            a, b = seeds_of(a, b)
+            start = Controls(a, given.label, [], given.cat, given.cont).latents(entry.spec)
+            end_z = L.prior_latents(entry.spec, b)["z"]
+            start["z"] = L.slerp(start["z"], end_z, number(position, 0.0, 1.0, float))
             return show(L.generate_images(entry.model, start)[0])
 
         frame_inputs = [source, seed_a, seed_b, frames, frame, *controls]
@@ -399,9 +664,11 @@ def build_explorer(checkpoints_dir: str | Path = "checkpoints", runs_root: str |
         def on_gif(source_value, a, b, count, *values):
             """All frames of the slerp path as an animated GIF (forth and back)."""
             entry = entry_or_error(source_value)
-            batch = interpolation(entry, a, b, count, Controls.from_values(values))
+            (a, b), count = seeds_of(a, b), number(count, 4, 48)
+            batch = interpolation(entry, a, b, count, controls_of(values))
             pictures = np.stack([L.upscale(f, 112) for f in L.generate_images(entry.model, batch)])
-            path = gif_dir / f"slerp-{int(a or 0)}-{int(b or 0)}-{int(count)}-{time.time_ns()}.gif"
+            prune_files(gif_dir, GIF_KEEP - 1)
+            path = gif_dir / f"slerp-{a}-{b}-{count}-{time.time_ns()}.gif"
             path.write_bytes(L.encode_gif(pictures))
             return str(path), str(path)
 
@@ -413,8 +680,12 @@ def build_explorer(checkpoints_dir: str | Path = "checkpoints", runs_root: str |
             entry = entry_or_error(source_value)
             if not hasattr(entry.model, "encode"):
                 raise gr.Error(f"{entry.header.get('model', 'this model')} has no encoder; pick a VAE.")
-            if picture is None:
+            if not isinstance(picture, str) or not picture:
                 raise gr.Error("Upload or pick an image first.")
+            try:
+                picture = read_upload(picture, upload_limit(settings))
+            except ValueError as error:
+                raise gr.Error(f"Cannot use this image: {error}.") from None
             config = entry.model.config
             x = L.prepare_image(picture, config.channels, config.image_size)
             z = L.encode_image(entry.model, x)
@@ -425,18 +696,21 @@ def build_explorer(checkpoints_dir: str | Path = "checkpoints", runs_root: str |
 
         encode_button.click(on_encode, [source, upload], [encoded, *z_sliders, reconstruction, image, latency],
                             api_name="encode")
+    demo.queue(default_concurrency_limit=EXPLORER_CONCURRENCY)
     return demo
 
 
 def main(argv=None) -> None:
     """Launch the explorer alone: python -m genlab.explorer [--port 7860]."""
     parser = argparse.ArgumentParser(prog="python -m genlab.explorer", description=__doc__.split("\n")[0])
-    parser.add_argument("--checkpoints", default="checkpoints", help="Folder of checkpoint files.")
-    parser.add_argument("--runs-root", default="runs", help="Folder of local runs.")
+    parser.add_argument("--checkpoints", default=None, help="Folder of checkpoint files (default: GENLAB_CHECKPOINTS).")
+    parser.add_argument("--runs-root", default=None, help="Folder of local runs (default: GENLAB_RUNS_ROOT).")
     parser.add_argument("--host", default="127.0.0.1", help="Use 0.0.0.0 to serve other machines.")
     parser.add_argument("--port", type=int, default=7860)
     args = parser.parse_args(argv)
-    build_explorer(args.checkpoints, args.runs_root).launch(server_name=args.host, server_port=args.port)
+    settings = Settings.from_env(checkpoints_dir=args.checkpoints and Path(args.checkpoints),
+                                 runs_root=args.runs_root and Path(args.runs_root))
+    build_explorer(settings).launch(server_name=args.host, server_port=args.port, **launch_kwargs(settings))
 
 
 if __name__ == "__main__":

@@ -96,11 +96,11 @@ def compose_latents(spec: LatentSpec, seed: int, z_head=(), z_base=None, label=N
         latents["z"] = torch.as_tensor(z_base, dtype=torch.float32).reshape(1, spec.z_dim).clone()
     head = torch.as_tensor(list(z_head)[:spec.z_dim], dtype=torch.float32)
     latents["z"][0, :len(head)] = head
-    if spec.num_classes and label is not None:
-        latents["y"] = torch.tensor([int(label)])
+    if spec.num_classes and label is not None:                    # out-of-range values are clamped
+        latents["y"] = torch.tensor([min(max(int(label), 0), spec.num_classes - 1)])
     if spec.categorical and cat is not None:
-        codes = [int(round(v)) for v in list(cat)[:len(spec.categorical)]]
-        latents["cat"][0, :len(codes)] = torch.tensor(codes)
+        codes = [min(max(int(round(v)), 0), k - 1) for v, k in zip(list(cat), spec.categorical)]
+        latents["cat"][0, :len(codes)] = torch.tensor(codes, dtype=latents["cat"].dtype)
     if spec.continuous and cont is not None:
         values = torch.as_tensor(list(cont)[:spec.continuous], dtype=torch.float32)
         latents["cont"][0, :len(values)] = values

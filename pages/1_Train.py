@@ -2,16 +2,27 @@
 import streamlit as st
 
 from genlab import ConfigError, dashboard, runner
-from genlab.config import DATASETS
 from genlab.models import MODELS
+from genlab.settings import Settings
 
 st.set_page_config(page_title="genlab · train", page_icon=":material/science:", layout="wide")
+settings = Settings.from_env()
+owner = dashboard.owner_token(settings)
 st.title("Train a model")
-lim = runner.limits()
-if lim.public:
-    st.info(f"Public demo: at most {lim.max_active_runs} run(s) at once and {lim.max_steps} steps per run.")
-prefill = dashboard.prefill_from_query()
-models, datasets = sorted(MODELS), list(DATASETS)
+lim = settings.limits
+if settings.public:
+    caps = [f"{lim.max_active_runs} run(s) at once" if lim.max_active_runs else None,
+            f"{lim.max_steps} steps" if lim.max_steps else None,
+            f"batches of {lim.max_batch_size}" if lim.max_batch_size else None,
+            f"{lim.max_parameters:,} parameters" if lim.max_parameters else None,
+            f"images of {lim.max_image_size} px" if lim.max_image_size else None,
+            f"{lim.max_run_seconds / 60:.0f} minutes per run" if lim.max_run_seconds else None]
+    st.info("Public demo: at most " + ", ".join(c for c in caps if c) +
+            ("; built-in data sets only." if lim.builtin_data_only else "."))
+prefill, problems = dashboard.prefill_from_query(settings)
+if problems:
+    st.error("Ignored from the page address (the form keeps its defaults): " + "; ".join(problems) + ".")
+models, datasets = sorted(MODELS), dashboard.offered_datasets(settings)
 left, right = st.columns(2)
 model = left.selectbox("model", models, index=models.index(prefill.get("model") if prefill.get("model") in models
                                                          else "dcgan"), key="train.model",
@@ -21,12 +32,15 @@ dataset = right.selectbox("data set", datasets, index=datasets.index(prefill.get
                           key="train.dataset")
 
 with st.form("train-form", border=False):
-    config = dashboard.config_form(model, dataset, prefill, lim)
+    config = dashboard.config_form(model, dataset, prefill, settings)
     start = st.form_submit_button("Start training", type="primary", icon=":material/rocket_launch:")
 
 if start:
     try:
-        run_dir = runner.start_run(config)
+        if invalid := dashboard.form_problems(config):
+            raise ConfigError("fix these fields first: " + "; ".join(invalid))
+        runner.check_config(config, settings)              # names the public cap a value breaks
+        run_dir = runner.start_run(config, settings, owner=owner)
     except (ConfigError, runner.RunnerError, OSError) as error:
         st.error(str(error))
     else:

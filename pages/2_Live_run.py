@@ -1,10 +1,13 @@
 """Live view of one run: progress, Stop/Resume, loss curves (other runs overlaid) and sample grids."""
 import streamlit as st
 
-from genlab import dashboard, runner, runs
+from genlab import dashboard, runs
+from genlab.settings import Settings
 
 st.set_page_config(page_title="genlab · live run", page_icon=":material/science:", layout="wide")
-infos = runs.list_runs(runner.runs_root())
+settings = Settings.from_env()
+owner = dashboard.owner_token(settings)
+infos = runs.list_runs(settings.runs_root)
 if not infos:
     st.title("Live run")
     st.info("No runs yet: start one on the Train page.")
@@ -21,13 +24,16 @@ with st.sidebar:
     smoothing = st.slider("smoothing", 0.0, 0.99, 0.6, 0.01, key="run.smoothing",
                           help="Bias-corrected exponential moving average over the faint raw line.")
     log_y = st.toggle("log-scale y", key="run.log_y")
-run_dir = dashboard.run_path(name)
-overlay = [p for p in map(dashboard.run_path, overlay_names) if p is not None]
+run_dir = dashboard.run_path(name, settings)
+if run_dir is None:
+    st.warning(f"{name} has been deleted.")
+    st.stop()
+overlay = [p for p in (dashboard.run_path(n, settings) for n in overlay_names) if p is not None]
 
 
 @st.fragment(run_every=dashboard.REFRESH_S)
 def live() -> None:
-    dashboard.live_run(run_dir, overlay, smoothing, log_y)
+    dashboard.live_run(run_dir, overlay, smoothing, log_y, settings, owner)
 
 
 @st.fragment

@@ -95,3 +95,110 @@ def test_unknown_model_in_header_is_refused(tmp_path):
     save_file(tensors, str(tmp_path / "x.safetensors"), metadata={"genlab": json.dumps(header)})
     with pytest.raises(CheckpointError, match="unknown model 'stylegan9'"):
         genlab.load(tmp_path / "x.safetensors")
+
+
+# ---------------------------------------------------------------- hostile files
+def rewrite(source, destination, header=None, tensors=None, metadata=None):
+    """A copy of a checkpoint with its genlab header (or whole metadata) and tensors replaced."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+    with safe_open(str(source), framework="pt") as f:
+        original = json.loads(f.metadata()["genlab"])
+        original_tensors = {k: f.get_tensor(k) for k in f.keys()}
+    header = original if header is None else header(original)
+    save_file(original_tensors if tensors is None else tensors, str(destination),
+              metadata=metadata or {"genlab": json.dumps(header)})
+    return destination
+
+
+@pytest.fixture
+def small_checkpoint(tmp_path):
+    path = tmp_path / "small.safetensors"
+    save_checkpoint(path, build_model("dcgan", TINY_MODEL["dcgan"]), {"step": 3})
+    return path
+
+
+def test_save_writes_a_checksum_that_load_verifies(small_checkpoint, tmp_path):
+    header, tensors = read_checkpoint(small_checkpoint)
+    assert len(header["checksum"]) == 64
+    from genlab.checkpoint import tensor_checksum
+    assert tensor_checksum(tensors) == header["checksum"]
+    data = bytearray(small_checkpoint.read_bytes())
+    data[-5] ^= 0x10                                                   # one bit of the last weight
+    flipped = tmp_path / "flipped.safetensors"
+    flipped.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="checksum"):
+        genlab.load(flipped)
+
+
+def test_files_without_a_checksum_still_load(small_checkpoint, tmp_path):
+    old = rewrite(small_checkpoint, tmp_path / "old.safetensors",
+                  header=lambda h: {k: v for k, v in h.items() if k != "checksum"})
+    assert genlab.load(old).name == "dcgan"
+
+
+def test_shipped_checkpoints_load():
+    from pathlib import Path
+    from genlab.models import MODELS
+    shipped = Path(__file__).resolve().parents[1] / "checkpoints"
+    loaded = 0
+    for path in sorted(shipped.glob("*.safetensors")):
+        if "judge" not in path.name:
+            assert genlab.load(path).name in MODELS
+            loaded += 1
+    assert loaded >= 5
+
+
+@pytest.mark.parametrize("name, mutate, message", [
+    ("list", lambda h: [1, 2, 3], "not a JSON object"),
+    ("nan", lambda h: dict(h, model_config=dict(h["model_config"], lr=float("nan"))), "not finite"),
+    ("negative step", lambda h: dict(h, step=-1), "step must be an integer >= 0"),
+    ("string step", lambda h: dict(h, step="7"), "step must be an integer"),
+    ("no model", lambda h: {k: v for k, v in h.items() if k != "model"}, "no 'model'"),
+    ("model_config a list", lambda h: dict(h, model_config=[1]), "must be a dict"),
+    ("model a number", lambda h: dict(h, model=3), "must be a str"),
+    ("bad config value", lambda h: dict(h, model_config=dict(h["model_config"], z_dim=-4)), "cannot rebuild"),
+    ("dropped not names", lambda h: dict(h, dropped=[1]), "dropped"),
+])
+def test_malformed_headers_are_checkpoint_errors(small_checkpoint, tmp_path, name, mutate, message):
+    bad = rewrite(small_checkpoint, tmp_path / "bad.safetensors", header=mutate)
+    with pytest.raises(CheckpointError, match=message):
+        genlab.load(bad)
+
+
+def test_non_json_metadata_and_out_of_file_tensors_are_checkpoint_errors(small_checkpoint, tmp_path):
+    bad = rewrite(small_checkpoint, tmp_path / "bad.safetensors", metadata={"genlab": "{not json"})
+    with pytest.raises(CheckpointError, match="not valid JSON"):
+        genlab.load(bad)
+    import struct
+    data = small_checkpoint.read_bytes()
+    length = struct.unpack("<Q", data[:8])[0]
+    table = json.loads(data[8:8 + length])
+    key = next(k for k in table if k != "__metadata__")
+    table[key]["data_offsets"] = [0, 10 ** 12]
+    text = json.dumps(table).encode()
+    (tmp_path / "lying.safetensors").write_bytes(struct.pack("<Q", len(text)) + text + data[8 + length:])
+    with pytest.raises(CheckpointError, match="out of the file"):
+        genlab.load(tmp_path / "lying.safetensors")
+
+
+def test_a_tiny_file_asking_for_a_huge_model_is_refused_from_its_header(small_checkpoint, tmp_path):
+    """1.4 billion parameters declared in a file of a few KB: refused by read_header, which reads
+    no tensor data and builds the model on the meta device only."""
+    from genlab.checkpoint import read_header
+    huge = dict(g_channels=512, d_channels=512, fc_width=8192, q_width=4096, image_size=64, channels=3)
+    bad = rewrite(small_checkpoint, tmp_path / "huge.safetensors",
+                  header=lambda h: dict(h, model="infogan", model_config=huge))
+    assert bad.stat().st_size < 100_000
+    with pytest.raises(CheckpointError, match=r"has 1,4\d\d,\d{3},\d{3} parameters; at most 200,000,000"):
+        read_header(bad)
+    with pytest.raises(CheckpointError, match="parameters; at most 1,000 are allowed"):
+        genlab.load(small_checkpoint, max_parameters=1000)
+
+
+def test_declared_shapes_must_match_the_model(small_checkpoint, tmp_path):
+    from genlab.checkpoint import read_header
+    bad = rewrite(small_checkpoint, tmp_path / "wide.safetensors",
+                  header=lambda h: dict(h, model_config=dict(h["model_config"], g_channels=16)))
+    with pytest.raises(CheckpointError, match="do not match"):
+        read_header(bad)

@@ -31,7 +31,10 @@ def runs_root(tmp_path, monkeypatch) -> Path:
     root = tmp_path / "runs"
     root.mkdir()
     monkeypatch.setenv("GENLAB_RUNS_ROOT", str(root))
-    monkeypatch.delenv("GENLAB_PUBLIC", raising=False)
+    monkeypatch.setenv("GENLAB_DATA_ROOT", str(tmp_path / "data"))
+    monkeypatch.setenv("GENLAB_SECRET", "test-secret")
+    for name in [n for n in os.environ if n.startswith("GENLAB_MAX_") or n == "GENLAB_PUBLIC"]:
+        monkeypatch.delenv(name)
     return root
 
 
@@ -44,10 +47,22 @@ def copy_run(source: Path, root: Path, name: str, **status) -> Path:
     return run_dir
 
 
-def running(source: Path, root: Path) -> Path:
-    """A run whose status names a live process on this host: this test process."""
-    return copy_run(source, root, "tiny-running", state="running", step=4, total_steps=6,
-                    pid=os.getpid(), host=socket.gethostname())
+@pytest.fixture
+def live_pid():
+    """A live process a fake "running" run can name (Stop and Delete signal it, never this test)."""
+    import subprocess
+    import sys
+    code = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print(flush=True); time.sleep(300)"
+    process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
+    process.stdout.readline()                        # SIGTERM is ignored from here on (a step that runs long)
+    yield process.pid
+    process.kill()
+    process.wait()
+
+
+def running(source: Path, root: Path, pid: int, name: str = "tiny-running") -> Path:
+    """A run whose status names a live process on this host (its full identity)."""
+    return copy_run(source, root, name, state="running", step=4, total_steps=6, **runs.process_identity(pid))
 
 
 def failed(source: Path, root: Path) -> Path:
@@ -71,9 +86,9 @@ def test_home_without_runs(runs_root):
     assert "No runs yet" in text_of(at)
 
 
-def test_home_lists_runs_with_state_and_actions(runs_root, finished_run):
+def test_home_lists_runs_with_state_and_actions(runs_root, finished_run, live_pid):
     copy_run(finished_run, runs_root, "tiny-finished")
-    running(finished_run, runs_root)
+    running(finished_run, runs_root, live_pid)
     failed(finished_run, runs_root)
     at = app().run()
     assert not at.exception
@@ -97,8 +112,8 @@ def test_home_delete_asks_first(runs_root, finished_run):
     assert not (runs_root / "tiny-finished").exists()
 
 
-def test_home_stop_writes_a_stop_request(runs_root, finished_run):
-    run_dir = running(finished_run, runs_root)
+def test_home_stop_writes_a_stop_request(runs_root, finished_run, live_pid):
+    run_dir = running(finished_run, runs_root, live_pid)
     at = app().run()
     at.button(key="stop-tiny-running").click().run()
     assert runs.stop_requested(run_dir)
@@ -130,8 +145,8 @@ def test_run_page_finished_run(runs_root, finished_run):
     assert at.number_input(key="steps-tiny-finished").value == 12          # resume trains on to twice as far
 
 
-def test_run_page_running_run_can_be_stopped(runs_root, finished_run):
-    run_dir = running(finished_run, runs_root)
+def test_run_page_running_run_can_be_stopped(runs_root, finished_run, live_pid):
+    run_dir = running(finished_run, runs_root, live_pid)
     at = run_page("tiny-running")
     assert not at.exception
     assert "[running]" in text_of(at) and "step 4 / 6" in at.get("progress")[0].text
@@ -171,15 +186,15 @@ def test_train_page_builds_widgets_from_the_model_config(runs_root, model):
     assert {"train.steps", "train.batch_size", "train.device", "train.channels"} <= keys
 
 
-def test_train_page_refuses_a_second_run_in_public_mode(runs_root, finished_run, monkeypatch):
+def test_train_page_refuses_a_second_run_in_public_mode(runs_root, finished_run, monkeypatch, live_pid):
     monkeypatch.setenv("GENLAB_PUBLIC", "1")
-    running(finished_run, runs_root)
+    running(finished_run, runs_root, live_pid)
     at = train_page(model="vae", dataset="synthetic", steps="10")
     assert at.number_input(key="train.steps").value == 10
     at.button[0].click().run()          # the form's Start button
     assert not at.exception
-    assert any("at most 1 training run" in e.value for e in at.error)
-    assert len(list(runs_root.iterdir())) == 1
+    assert any("at most 1 training run" in e.value and "max_active_runs" in e.value for e in at.error)
+    assert [p.name for p in runs_root.iterdir() if not p.name.startswith(".")] == ["tiny-running"]
 
 
 def test_explorer_page_embeds_the_mounted_explorer(runs_root):
@@ -221,3 +236,88 @@ def test_run_page_live_curves_component_when_served_with_plotly_js(runs_root, fi
     assert payload["plotly_js"] == "/genlab-assets/plotly.min.js"
     assert figure["layout"]["uirevision"] == "curves" and len(figure["data"]) == 2 * 5   # 5 metrics, raw + EMA
     assert not at.get("plotly_chart")
+
+
+# ---------------------------------------------------------------- hostile URLs, public caps, ownership
+@pytest.mark.parametrize("query", [{"steps": "-5"}, {"batch_size": "abc"}, {"steps": "10", "lr": "nan"},
+                                   {"image_size": "100000"}, {"seed": "1e999"}, {"dataset": "../../etc"}])
+def test_out_of_range_url_parameters_show_one_error_and_a_usable_form(runs_root, query):
+    at = train_page(model="dcgan", **query)
+    assert not at.exception
+    assert [b for b in at.button if "Start" in str(b.label)], "no Start button"
+    bad = [k for k in query if k not in ("dataset", "steps") or query[k] == "-5"]
+    if bad:
+        assert len(at.error) == 1 and all(k in at.error[0].value for k in bad)
+    assert at.number_input(key="train.steps").value >= 1
+
+
+def test_an_invalid_optional_field_is_reported_on_start(runs_root):
+    at = train_page(model="dcgan", dataset="synthetic")
+    at.text_input(key="train.image_size").input("huge")
+    at.button[0].click().run()                           # a form's fields are sent with its submit button
+    assert not at.exception
+    assert any("image size" in e.value and "not a whole number" in e.value for e in at.error)
+    assert not list(runs_root.iterdir())
+
+
+def public(monkeypatch, **caps):
+    monkeypatch.setenv("GENLAB_PUBLIC", "1")
+    for name, value in caps.items():
+        monkeypatch.setenv(f"GENLAB_{name.upper()}", str(value))
+
+
+def test_public_form_has_builtin_data_only_and_bounded_widgets(runs_root, monkeypatch):
+    public(monkeypatch, max_steps=300, max_batch_size=32)
+    at = train_page(model="dcgan", dataset="mnist")
+    assert not at.exception
+    assert "imagefolder" not in at.selectbox(key="train.dataset").options
+    keys = {w.key for w in at.text_input}
+    assert "train.data_root" not in keys and "train.data_path" not in keys
+    assert at.number_input(key="train.steps").max == 300
+    assert at.number_input(key="train.batch_size").max == 32
+    assert at.number_input(key="train.sample_every").min == 50
+    over = train_page(model="dcgan", dataset="mnist", steps="5000", data_root="/etc")
+    assert not over.exception and "steps" in over.error[0].value and "/etc" not in over.error[0].value
+    assert over.number_input(key="train.steps").value <= 300
+
+
+def test_public_start_names_the_limit_it_breaks(runs_root, monkeypatch):
+    public(monkeypatch, max_parameters=1000)
+    at = train_page(model="dcgan", dataset="synthetic", steps="10")
+    at.button[0].click().run()
+    assert not at.exception
+    assert any("max_parameters" in e.value for e in at.error)
+    assert not [p for p in runs_root.iterdir() if not p.name.startswith(".")]
+
+
+def owned(run_dir: Path, token: str) -> Path:
+    from genlab import runner
+    runs.atomic_write_json(run_dir / runner.OWNER_NAME, {"owner_sha256": runner.owner_hash(token)})
+    return run_dir
+
+
+def test_public_buttons_only_for_this_sessions_runs(runs_root, finished_run, monkeypatch, live_pid):
+    from genlab import runner
+    from genlab.settings import Settings
+    public(monkeypatch, max_active_runs=5)
+    settings = Settings.from_env()
+    mine, theirs = runner.new_owner_token(settings), runner.new_owner_token(settings)
+    owned(copy_run(finished_run, runs_root, "mine-finished"), mine)
+    owned(copy_run(finished_run, runs_root, "theirs-finished"), theirs)
+    owned(running(finished_run, runs_root, live_pid, "theirs-running"), theirs)
+    at = app()
+    at.session_state["genlab_owner"] = mine
+    at.run()
+    assert not at.exception
+    keys = {b.key for b in at.button}
+    assert {"resume-mine-finished", "delete-mine-finished"} <= keys
+    assert not {k for k in keys if k and k.endswith(("theirs-finished", "theirs-running"))
+                and not k.startswith("open-")}
+    assert {"open-theirs-finished", "open-theirs-running"} <= keys       # everyone can watch
+    at.query_params["run"] = "theirs-running"
+    page = at.switch_page("pages/2_Live_run.py").run()
+    assert not page.exception
+    assert not [b for b in page.button if b.key == "stop-theirs-running"]
+    assert "another visitor" in text_of(page)
+    with pytest.raises(runner.RunnerError, match="another visitor"):
+        runner.delete_run(runs_root / "theirs-finished", settings, owner=mine)

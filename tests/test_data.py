@@ -36,11 +36,12 @@ def test_celeba_folder_is_cropped_to_64_and_cached(tmp_path):
     config = TrainConfig(dataset="celeba64", data_root=str(tmp_path / "data"))
     data = load_dataset(config)
     assert data.images.shape == (12, 3, 64, 64) and data.images.dtype == torch.uint8
-    caches = list(folder.glob(".genlab-cache-64px-3ch-12-*.safetensors"))
+    caches = list((tmp_path / "data" / "cache").glob("genlab-cache-64px-3ch-12-*.safetensors"))
     assert len(caches) == 1
+    assert sorted(p.name for p in folder.iterdir()) == [f"{i + 1:06d}.jpg" for i in range(12)]   # nothing written there
     (folder / "000001.jpg").unlink()                     # the cache is keyed by the file list
     assert len(load_dataset(config)) == 11
-    again = load_dataset(TrainConfig(dataset="celeba64", data_path=str(folder)))
+    again = load_dataset(TrainConfig(dataset="celeba64", data_path=str(folder), data_root=str(tmp_path / "data")))
     assert torch.equal(again.images, load_dataset(config).images)
 
 
@@ -57,8 +58,11 @@ def test_missing_data_gives_one_clear_error(tmp_path):
     with pytest.raises(DataError, match="CelebA is not in .*img_align_celeba"):
         load_dataset(TrainConfig(dataset="celeba64", data_root=str(tmp_path)))
     (tmp_path / "empty").mkdir()
-    with pytest.raises(DataError, match="no images"):
+    with pytest.raises(DataError, match="no images") as empty:
         load_dataset(TrainConfig(dataset="imagefolder", data_path=str(tmp_path / "empty")))
+    with pytest.raises(DataError, match="no images") as missing:                     # the same words:
+        load_dataset(TrainConfig(dataset="imagefolder", data_path=str(tmp_path / "nowhere")))   # existence untold
+    assert str(empty.value).replace("empty", "X") == str(missing.value).replace("nowhere", "X")
     with pytest.raises(DataError, match="needs --data-path"):
         load_dataset(TrainConfig(dataset="imagefolder"))
 
@@ -68,3 +72,30 @@ def test_synthetic_is_deterministic_and_labelled():
     b = load_dataset(TrainConfig(dataset="synthetic"))
     assert torch.equal(a.images, b.images) and a.images.shape == (2048, 1, 28, 28)
     assert a.labels.unique().numel() == 10
+
+
+def test_imagefolder_cache_goes_under_data_root_not_into_the_folder(tmp_path):
+    make_faces(tmp_path / "faces", count=3)
+    load_dataset(TrainConfig(dataset="imagefolder", data_path=str(tmp_path / "faces"), image_size=16,
+                             data_root=str(tmp_path / "data")))
+    assert sorted(p.name for p in (tmp_path / "faces").iterdir()) == ["000001.jpg", "000002.jpg", "000003.jpg"]
+    assert len(list((tmp_path / "data" / "cache").glob("genlab-cache-16px-3ch-3-*.safetensors"))) == 1
+
+
+def test_public_servers_load_only_builtin_data_under_their_data_root(tmp_path):
+    import dataclasses
+    from genlab.settings import PublicLimits, Settings
+    settings = dataclasses.replace(Settings(data_root=tmp_path / "data"), public=True,
+                                   limits=PublicLimits.public_defaults())
+    make_faces(tmp_path / "faces", count=3)
+    refused = [TrainConfig(dataset="imagefolder", data_path=str(tmp_path / "faces"), data_root=str(tmp_path / "data")),
+               TrainConfig(dataset="celeba64", data_path=str(tmp_path / "faces"), data_root=str(tmp_path / "data")),
+               TrainConfig(dataset="mnist", data_root="/etc"),
+               TrainConfig(dataset="synthetic", data_root=str(tmp_path / "elsewhere"))]
+    for config in refused:
+        with pytest.raises(DataError, match="only on its built-in data sets") as error:
+            load_dataset(config, settings=settings)
+        assert "/etc" not in str(error.value) and "faces" not in str(error.value)
+    assert not (tmp_path / "elsewhere").exists()
+    data = load_dataset(TrainConfig(dataset="synthetic", data_root=str(tmp_path / "data")), settings=settings)
+    assert len(data) == 2048

@@ -2,6 +2,7 @@
 against a launched Blocks on a free localhost port (each model, sweeps, slerp GIF, VAE encoding,
 reloading a run that is still training)."""
 import json
+from pathlib import Path
 import os
 import socket
 import time
@@ -102,18 +103,27 @@ def app(tmp_path_factory):
     run = root / "runs" / "live-dcgan"                                 # a run "still training" (our pid)
     write_checkpoint(run / "checkpoints" / "latest.safetensors", "dcgan", seed=1)
     (run / "config.json").write_text(json.dumps({"train": {"model": "dcgan"}, "model": {}}))
-    (run / "status.json").write_text(json.dumps({"state": "running", "step": 7, "pid": os.getpid(),
-                                                 "host": socket.gethostname(), "heartbeat": time.time()}))
+    status = {"state": "running", "step": 7, "pid": os.getpid(), "host": socket.gethostname(),
+              "heartbeat": time.time()}
+    from genlab import runs
+    if hasattr(runs, "process_identity"):                              # runs that check the process identity
+        status.update(runs.process_identity(os.getpid()))
+    (run / "status.json").write_text(json.dumps(status))
     (checkpoints / "examples").mkdir()
     digit = np.zeros((28, 28), np.uint8)
     digit[6:22, 12:16] = 255
     Image.fromarray(digit).save(checkpoints / "examples" / "one.png")
-    demo = build_explorer(checkpoints, root / "runs")
+    from safetensors.torch import save_file                           # a non-generator file (like the judge)
+    save_file({"w": torch.zeros(3)}, str(checkpoints / "judge.safetensors"), metadata={"judge": "{}"})
+    outside = root / "elsewhere" / "secret.safetensors"                # a real checkpoint, not listed
+    write_checkpoint(outside, "dcgan")
+    from genlab.settings import Settings
+    demo = build_explorer(Settings(checkpoints_dir=checkpoints, runs_root=root / "runs"))
     port = free_port()
     demo.launch(prevent_thread_lock=True, server_port=port, quiet=True)
     try:
         yield {"client": Client(f"http://127.0.0.1:{port}/", verbose=False), "checkpoints": checkpoints,
-               "run": run}
+               "run": run, "outside": outside, "root": root}
     finally:
         demo.close()
 
@@ -139,7 +149,7 @@ def select(client, source):
     ("gan", {"z": [2.5]}), ("dcgan", {"z": [2.5]}), ("cgan", {"label": 7}),
     ("infogan", {"cat": [6]}), ("infogan", {"cont": [0, 1.0]}), ("vae", {"z": [0, 0, 2.5]})])
 def test_each_model_a_slider_changes_the_image(app, name, change):
-    client, source = app["client"], str(app["checkpoints"] / f"tiny-{name}.safetensors")
+    client, source = app["client"], f"checkpoints/tiny-{name}"
     out = select(client, source)
     assert name in out[0]
     head = [u["value"] for u in out[1:9]]                                  # z sliders hold the seed's z
@@ -154,16 +164,16 @@ def test_each_model_a_slider_changes_the_image(app, name, change):
 
 def test_controls_follow_the_latent_spec(app):
     client, checkpoints = app["client"], app["checkpoints"]
-    info = select(client, str(checkpoints / "tiny-infogan.safetensors"))
+    info = select(client, "checkpoints/tiny-infogan")
     assert [u["visible"] for u in info[10:14]] == [True, False, False, False]      # one categorical code
     assert [u["visible"] for u in info[14:17]] == [True, True, False]               # two continuous codes
     assert info[9]["visible"] is False                                               # no class
-    cgan = select(client, str(checkpoints / "tiny-cgan.safetensors"))
+    cgan = select(client, "checkpoints/tiny-cgan")
     assert cgan[9]["visible"] is True and len(cgan[9]["choices"]) == 10
 
 
 def test_sweep_grid_of_infogan_codes(app):
-    client, source = app["client"], str(app["checkpoints"] / "tiny-infogan.safetensors")
+    client, source = app["client"], "checkpoints/tiny-infogan"
     select(client, source)
     grid = pixels(client.predict(source, "cat[0]", "cont[0]", 4, 1, *controls(), api_name="/sweep"))
     scale = grid.shape[1] // (10 * 30 + 2)
@@ -173,7 +183,7 @@ def test_sweep_grid_of_infogan_codes(app):
 
 
 def test_slerp_frames_and_gif(app):
-    client, source = app["client"], str(app["checkpoints"] / "tiny-dcgan.safetensors")
+    client, source = app["client"], "checkpoints/tiny-dcgan"
     select(client, source)
     start = pixels(client.predict(source, 3, 4, 8, 0.0, *controls(), api_name="/frame"))
     end = pixels(client.predict(source, 3, 4, 8, 1.0, *controls(), api_name="/frame"))
@@ -185,7 +195,7 @@ def test_slerp_frames_and_gif(app):
 
 def test_vae_encodes_an_image_onto_the_sliders(app):
     from gradio_client import handle_file
-    client, source = app["client"], str(app["checkpoints"] / "tiny-vae.safetensors")
+    client, source = app["client"], "checkpoints/tiny-vae"
     select(client, source)
     out = client.predict(source, handle_file(str(app["checkpoints"] / "examples" / "one.png")),
                          api_name="/encode")
@@ -200,20 +210,21 @@ def test_vae_encodes_an_image_onto_the_sliders(app):
 def test_encode_refused_for_a_gan(app):
     from gradio_client import handle_file
     from gradio_client.exceptions import AppError
-    client, source = app["client"], str(app["checkpoints"] / "tiny-gan.safetensors")
+    client, source = app["client"], "checkpoints/tiny-gan"
     with pytest.raises(AppError, match="no encoder"):
         client.predict(source, handle_file(str(app["checkpoints"] / "examples" / "one.png")), api_name="/encode")
 
 
 def test_a_training_run_is_listed_and_reloaded_when_its_checkpoint_changes(app):
     client, run = app["client"], app["run"]
-    out = select(client, str(run))
+    out = select(client, "runs/live-dcgan")
     assert out[-1]["value"] is True                                       # auto-reload on for a live run
-    before, _ = client.predict(str(run), *controls(), api_name="/generate")
-    info, _, _ = client.predict(str(run), *controls(), api_name="/reload")
+    assert str(run) not in out[0] and "runs/live-dcgan" in out[0]         # named by its entry, not its path
+    before, _ = client.predict("runs/live-dcgan", *controls(), api_name="/generate")
+    info, _, _ = client.predict("runs/live-dcgan", *controls(), api_name="/reload")
     assert "(unchanged)" in info
     write_checkpoint(run / "checkpoints" / "latest.safetensors", "dcgan", seed=2)   # "a newer step"
-    info, after, _ = client.predict(str(run), *controls(), api_name="/reload")
+    info, after, _ = client.predict("runs/live-dcgan", *controls(), api_name="/reload")
     assert "(reloaded)" in info
     assert np.abs(pixels(before) - pixels(after)).mean() > 0.1
 
@@ -223,3 +234,189 @@ def test_unknown_hub_repo_gives_a_clear_message(app):
     out = client.predict("hf://genlab-tests/does-not-exist", 0, api_name="/select_model")
     assert out[0].startswith("**Cannot load**")
     assert "Hub" in out[0] or "hub" in out[0]
+
+
+# ---------------------------------------------------------------- only listed entries, one neutral refusal
+def test_the_list_holds_generators_and_runs_only(app):
+    from genlab.explorer import Catalog
+    from genlab.settings import Settings
+    keys = [key for _, key in Catalog(Settings(checkpoints_dir=app["checkpoints"],
+                                               runs_root=app["root"] / "runs")).choices()]
+    assert sorted(keys) == sorted([f"checkpoints/tiny-{name}" for name in TINY] + ["runs/live-dcgan"])
+
+
+def unlisted_values(app):
+    checkpoints = app["checkpoints"]
+    return [str(checkpoints / "tiny-dcgan.safetensors"),               # the listed file by its path
+            "checkpoints/tiny-dcgan.safetensors", "checkpoints//tiny-dcgan", "checkpoints/./tiny-dcgan",
+            "checkpoints/../checkpoints/tiny-dcgan", "./checkpoints/tiny-dcgan", "checkpoints/tiny-dcgan ",
+            str(app["run"]), "runs/live-dcgan/", "runs/../runs/live-dcgan",
+            str(app["outside"]), "/etc/passwd", "/nonexistent/x.safetensors", "checkpoints/judge",
+            "runs/..", "hf:///etc", "hf://../../etc/x"]
+
+
+def test_unlisted_values_get_one_neutral_message_on_every_endpoint(app):
+    from gradio_client.exceptions import AppError
+    from genlab.explorer import UNKNOWN_MODEL
+    client = app["client"]
+    select(client, "checkpoints/tiny-dcgan")                          # the sweep's axis choices of a model
+    calls = {"/select_model": lambda v: (v, 0), "/generate": lambda v: (v, *controls()),
+             "/frame": lambda v: (v, 0, 1, 8, 0.5, *controls()), "/gif": lambda v: (v, 0, 1, 8, *controls()),
+             "/sweep": lambda v: (v, "z[0]", "seeds", 4, 2, *controls()),
+             "/reload": lambda v: (v, *controls()), "/set_seed": lambda v: (v, *controls())}
+    for value in unlisted_values(app):
+        for api_name, arguments in calls.items():
+            with pytest.raises(AppError) as refused:
+                client.predict(*arguments(value), api_name=api_name)
+            assert str(refused.value) == UNKNOWN_MODEL, (value, api_name, str(refused.value))
+
+
+def test_a_run_started_after_launch_is_listed_and_selectable(app):
+    run = app["root"] / "runs" / "later-vae"
+    write_checkpoint(run / "checkpoints" / "latest.safetensors", "vae")
+    (run / "config.json").write_text(json.dumps({"train": {"model": "vae"}, "model": {}}))
+    (run / "status.json").write_text(json.dumps({"state": "finished", "step": 7}))
+    assert "vae" in select(app["client"], "runs/later-vae")[0]
+
+
+def test_public_mode_turns_the_hub_off():
+    import dataclasses
+    from genlab.explorer import Catalog, UnknownModel
+    from genlab.settings import PublicLimits, Settings
+    local = Catalog(Settings())
+    assert local.resolve("hf://user/genlab-mnist-dcgan").repo == "user/genlab-mnist-dcgan"
+    public = Catalog(dataclasses.replace(Settings(), public=True, limits=PublicLimits.public_defaults()))
+    with pytest.raises(UnknownModel):
+        public.resolve("hf://user/genlab-mnist-dcgan")
+
+
+# ---------------------------------------------------------------- the model cache
+def loaded(key: str, nbytes: int):
+    from genlab.explorer import Loaded
+    return Loaded(key, torch.nn.Identity(), LatentSpec(z_dim=2), {}, None, nbytes)
+
+
+def entry(key: str):
+    from genlab.explorer import Entry
+    return Entry(key, key)
+
+
+def test_cache_is_lru_bounded_by_count_and_bytes():
+    from genlab.explorer import ModelCache
+    calls = []
+
+    def loader(e, max_parameters):
+        calls.append(e.key)
+        return loaded(e.key, 100)
+    cache = ModelCache(max_models=2, max_bytes=10_000, loader=loader)
+    for key in ("a", "b", "a", "c"):                      # "a" used again: "b" is the least recent
+        cache.get(entry(key))
+    assert cache.keys() == ["a", "c"] and calls == ["a", "b", "c"]
+    small = ModelCache(max_models=10, max_bytes=250, loader=loader)
+    for key in ("a", "b", "c", "d"):
+        small.get(entry(key))
+    assert small.keys() == ["c", "d"] and small.nbytes() == 200
+
+
+def test_cache_loads_a_real_checkpoint_and_counts_its_bytes(tmp_path):
+    from genlab.explorer import Entry, ModelCache
+    write_checkpoint(tmp_path / "v.safetensors", "vae")
+    cache = ModelCache()
+    got = cache.get(Entry("checkpoints/v", "v", tmp_path / "v.safetensors"))
+    weights = sum(p.numel() * p.element_size() for p in got.model.parameters())
+    assert got.nbytes >= weights > 0 and got.spec.z_dim == 8
+    assert cache.get(Entry("checkpoints/v", "v", tmp_path / "v.safetensors")) is got
+
+
+def test_a_slow_load_does_not_block_another_entrys_render():
+    """One visitor's model is still loading; another visitor's cached model keeps answering, and a
+    second request for the loading entry waits for that one load instead of starting its own."""
+    import threading
+    from genlab.explorer import ModelCache
+    release, started = threading.Event(), threading.Event()
+    calls = []
+
+    def loader(e, max_parameters):
+        calls.append(e.key)
+        if e.key == "slow":
+            started.set()
+            assert release.wait(30)
+        return loaded(e.key, 10)
+    cache = ModelCache(loader=loader)
+    cache.get(entry("fast"))
+    results = {}
+    slow_threads = [threading.Thread(target=lambda i=i: results.__setitem__(i, cache.get(entry("slow"))))
+                    for i in range(2)]
+    for thread in slow_threads:
+        thread.start()
+    assert started.wait(30)
+    other = threading.Thread(target=lambda: results.__setitem__("fast", cache.get(entry("fast"))))
+    other.start()
+    other.join(10)
+    fresh = threading.Thread(target=lambda: results.__setitem__("new", cache.get(entry("new"))))
+    fresh.start()
+    fresh.join(10)
+    assert not other.is_alive() and not fresh.is_alive(), "a render waited for another entry's load"
+    assert "slow" not in cache
+    release.set()
+    for thread in slow_threads:
+        thread.join(30)
+    assert results[0] is results[1] and calls.count("slow") == 1
+
+
+# ---------------------------------------------------------------- uploads and exports
+def test_uploads_are_size_capped_and_removed(tmp_path):
+    import gradio.utils
+    from genlab.explorer import read_upload
+    folder = Path(gradio.utils.get_upload_folder()) / "genlab-test-upload"
+    folder.mkdir(parents=True, exist_ok=True)
+    picture = folder / "digit.png"
+    Image.fromarray(np.zeros((28, 28), np.uint8)).save(picture)
+    assert read_upload(picture, 10_000).shape == (28, 28, 3)
+    assert not picture.exists()                                        # the temporary upload is gone
+    Image.fromarray(np.zeros((28, 28), np.uint8)).save(picture)
+    with pytest.raises(ValueError, match="larger than"):
+        read_upload(picture, 10)
+    assert not picture.exists()
+    garbage = tmp_path / "x.png"                                       # not in the upload folder: kept
+    garbage.write_bytes(b"not an image")
+    with pytest.raises(ValueError, match="not an image"):
+        read_upload(garbage, 10_000)
+    assert garbage.exists()
+
+
+def test_old_gif_exports_are_pruned(tmp_path):
+    from genlab.explorer import prune_files
+    for i in range(5):
+        (tmp_path / f"{i}.gif").write_bytes(b"x")
+        os.utime(tmp_path / f"{i}.gif", ns=(i * 10 ** 9, i * 10 ** 9))
+    prune_files(tmp_path, 2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["3.gif", "4.gif"]
+
+
+def test_out_of_range_controls_are_clamped_not_crashes(app):
+    client = app["client"]
+    select(client, "checkpoints/tiny-cgan")
+    image, _ = client.predict("checkpoints/tiny-cgan", *controls(label=10 ** 6), api_name="/generate")
+    assert Path(image).exists()
+    from gradio_client.exceptions import AppError
+    with pytest.raises(AppError, match="greater than maximum value 48"):   # the slider's own bound holds
+        client.predict("checkpoints/tiny-dcgan", 0, 1, 10 ** 7, *controls(), api_name="/gif")
+    with pytest.raises(AppError, match="invalid"):
+        client.predict("checkpoints/tiny-dcgan", *controls(seed=10 ** 30), api_name="/generate")
+
+
+def test_a_listed_run_with_a_hostile_header_is_refused_without_its_path(app):
+    from safetensors.torch import save_file
+    run = app["root"] / "runs" / "hostile"
+    (run / "checkpoints").mkdir(parents=True)
+    huge = {"format": 1, "model": "infogan", "step": 1, "model_config": {
+        "g_channels": 512, "d_channels": 512, "fc_width": 8192, "q_width": 4096, "image_size": 64, "channels": 3}}
+    save_file({"model.x": torch.zeros(1)}, str(run / "checkpoints" / "latest.safetensors"),
+              metadata={"genlab": json.dumps(huge)})
+    (run / "config.json").write_text(json.dumps({"train": {"model": "infogan"}, "model": {}}))
+    out = app["client"].predict("runs/hostile", 0, api_name="/select_model")
+    assert out[0].startswith("**Cannot load** `runs/hostile`") and "parameters; at most" in out[0]
+    assert str(app["root"]) not in out[0]
+    image, _ = app["client"].predict("checkpoints/tiny-dcgan", *controls(), api_name="/generate")
+    assert Path(image).exists()                                          # other entries keep answering
