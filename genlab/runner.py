@@ -269,7 +269,11 @@ def remove_folder(run_dir: Path) -> None:
     except runs.RunBusy as error:
         raise RunnerError(str(error)) from None
     try:
-        shutil.rmtree(run_dir, ignore_errors=True)
+        for _ in range(5):                           # a late status writer may add a file meanwhile
+            shutil.rmtree(run_dir, ignore_errors=True)
+            if not run_dir.exists():
+                break
+            time.sleep(0.05)
     finally:
         lock.release()
 
@@ -317,6 +321,7 @@ def resume_run(run_dir: Path, settings: Settings, owner: str | None = None, step
     total = steps if steps is not None else config["train"]["steps"]
     check_config({"train": dict(config["train"], steps=total), "model": config.get("model", {})}, settings)
     with root_lock(run_dir.parent):
+        clean_unfinished(run_dir.parent)
         status = runs.read_status(run_dir)
         if runs.is_active(status):
             raise RunnerError(f"{run_dir.name} is still {status['state']}; stop it before resuming")
@@ -381,6 +386,8 @@ def run_process(run_dir: Path, status: dict, wait_s: float = 1.0) -> Process | N
 
 def mark_ended(run_dir: Path, identity: dict, state: str, **fields) -> bool:
     """Record how `identity`'s process ended, if status.json still shows it active; under the run lock."""
+    if not (Path(run_dir) / "status.json").exists():
+        return False                                    # deleted meanwhile
     try:
         lock = runs.RunLock.acquire(run_dir, wait_s=1.0)
     except (runs.RunBusy, OSError):

@@ -368,11 +368,11 @@ def run_info(run_dir: Path) -> RunInfo:
 
 
 def list_runs(runs_root: Path) -> list[RunInfo]:
-    """Every run folder (one holding config.json) under runs_root, newest first."""
+    """Every run folder (one holding config.json; hidden ones are being made) under runs_root, newest first."""
     root = Path(runs_root)
     if not root.is_dir():
         return []
-    runs = [run_info(p) for p in root.iterdir() if (p / "config.json").exists()]
+    runs = [run_info(p) for p in root.iterdir() if not p.name.startswith(".") and (p / "config.json").exists()]
     return sorted(runs, key=lambda r: r.created, reverse=True)
 
 
