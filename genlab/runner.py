@@ -400,6 +400,8 @@ def mark_ended(run_dir: Path, identity: dict, state: str, **fields) -> bool:
         runs.write_status(run_dir, state, identity={k: identity[k] for k in ("pid", "pid_start", "boot_id", "host")
                                                     if k in identity}, **fields)
         return True
+    except OSError:                                     # e.g. the disk is full and the reserve is spent
+        return False
     finally:
         lock.release()
 
@@ -545,6 +547,12 @@ def main(argv: list[str] | None = None) -> int:
         config["train"]["steps"] = args.steps
     limit = settings.limits.max_run_seconds
     timed_out = (lambda: time.time() - started > limit) if limit is not None else None
+    watchdog = None
+    if limit is not None:                  # a step that outlasts limit + grace ends the process
+        watchdog = threading.Timer(max(limit - (time.time() - started), 0) + settings.limits.stop_grace_s,
+                                   hard_stop, args=(args.run_dir, limit, settings.limits.stop_grace_s))
+        watchdog.daemon = True
+        watchdog.start()
     try:
         # A fresh folder has a config and no checkpoint: resuming it trains from step 0.
         status = train(config, args.run_dir, resume=True, should_stop=timed_out)
@@ -555,11 +563,26 @@ def main(argv: list[str] | None = None) -> int:
         mark_failed(args.run_dir, error)
         traceback.print_exc()
         return 1
+    finally:
+        if watchdog is not None:
+            watchdog.cancel()
     if status["state"] == "stopped" and timed_out is not None and timed_out():
         mark_ended_reason(args.run_dir, f"the wall-clock limit of {limit:g} s per run was reached "
                                         f"(limit max_run_seconds); resume to continue")
     print(f"{status['state']} at step {status['step']}", file=sys.stderr)
     return 0
+
+
+def hard_stop(run_dir: Path, limit: float, grace: float) -> None:
+    """The wall-clock limit passed and the step did not end within the grace: mark the run and exit now
+    (checkpoints are written atomically, so this is as safe as kill -9)."""
+    holder = runs.lock_holder(run_dir)
+    if holder is not None and holder.get("pid") == os.getpid():          # only the run's writer marks it
+        with contextlib.suppress(OSError):
+            runs.write_status(run_dir, "stopped", stop_reason=f"the wall-clock limit of {limit:g} s per run "
+                              f"(limit max_run_seconds) passed and the step did not end within {grace:g} s; "
+                              f"resume continues from the last checkpoint")
+    os._exit(3)
 
 
 def mark_failed(run_dir: Path, error: BaseException) -> None:

@@ -391,3 +391,23 @@ def test_a_run_stops_itself_at_the_wall_clock_limit(tmp_path):
     status = wait_until_inactive(run)
     assert status["state"] == "stopped", runner.read_log(run)
     assert "max_run_seconds" in status["stop_reason"] and runs.checkpoint_path(run).exists()
+
+
+def test_a_step_that_outlasts_the_wall_clock_limit_ends_the_process(tmp_path):
+    """A training step that never ends: the process marks the run stopped and exits after limit + grace."""
+    run = tmp_path / "run"
+    train(tiny_config("vae", steps=1), run)
+    code = textwrap.dedent("""
+        import sys, time
+        import genlab.models.vae as vae
+        from genlab import runner
+        vae.VAE.training_step = lambda *args, **kwargs: time.sleep(600)
+        sys.exit(runner.main([sys.argv[1], "--steps", "5"]))
+    """)
+    env = dict(ENV, GENLAB_MAX_RUN_SECONDS="1", GENLAB_STOP_GRACE_S="1")
+    done = subprocess.run([sys.executable, "-c", code, str(run)], stdin=subprocess.DEVNULL, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 3, done.stderr
+    status = runs.read_status(run)
+    assert status["state"] == "stopped" and "max_run_seconds" in status["stop_reason"]
+    assert genlab.resume(run, steps=2)["state"] == "finished"
