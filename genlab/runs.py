@@ -92,7 +92,11 @@ def write_status(run_dir: Path, state: str, identity: dict | None = None, **fiel
     status.update(fields)
     status.update(identity or process_identity(os.getpid()) or {"pid": os.getpid(), "host": socket.gethostname()})
     status.update(state=state, heartbeat=time.time())
-    write_with_reserve(run_dir, lambda: atomic_write_json(Path(run_dir) / "status.json", status))
+    path = Path(run_dir) / "status.json"
+    if is_active(status):
+        atomic_write_json(path, status)      # a full disk fails the run: the reserve is for its final status
+    else:
+        write_with_reserve(run_dir, lambda: atomic_write_json(path, status))
     return status
 
 

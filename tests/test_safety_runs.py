@@ -388,9 +388,9 @@ def test_a_run_stops_itself_at_the_wall_clock_limit(tmp_path):
     root = tmp_path / "runs"
     settings = Settings(runs_root=root, limits=PublicLimits(max_run_seconds=1.0))
     run = runner.start_run(tiny_config("dcgan", **LONG), settings)
-    status = wait_until_inactive(run)
-    assert status["state"] == "stopped", runner.read_log(run)
-    assert "max_run_seconds" in status["stop_reason"] and runs.checkpoint_path(run).exists()
+    assert wait_until_inactive(run)["state"] == "stopped", runner.read_log(run)
+    wait_for(lambda: "max_run_seconds" in runs.read_status(run)["stop_reason"], what="the reason")  # just after
+    assert runs.read_status(run)["state"] == "stopped" and runs.checkpoint_path(run).exists()
 
 
 def test_a_step_that_outlasts_the_wall_clock_limit_ends_the_process(tmp_path):
