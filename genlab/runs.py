@@ -249,9 +249,14 @@ def claim_run(run_dir: Path, config: dict | None = None) -> RunLock:
     return lock
 
 
-def check_not_running(run_dir: Path) -> None:
-    """Refuse (RunBusy, naming the holder) when another live process writes this run."""
+def check_not_running(run_dir: Path, wait_s: float = 2.0) -> None:
+    """Refuse (RunBusy, naming the holder) when another live process writes this run; a brief holder
+    (a launcher recording how its child ended) is waited out."""
+    deadline = time.time() + wait_s
     holder = lock_holder(run_dir)
+    while holder is not None and time.time() < deadline:
+        time.sleep(0.02)
+        holder = lock_holder(run_dir)
     if holder is not None:
         raise RunBusy(f"{run_dir} is still running ({describe_holder(holder)}); stop it before resuming")
     status = read_status(run_dir)
