@@ -28,6 +28,7 @@ sys.path.insert(0, str(REPO))
 
 from bench.browser import CHROMIUM_ARGS, free_port  # noqa: E402
 from genlab import runner, runs  # noqa: E402
+from genlab.settings import Settings  # noqa: E402
 
 
 
@@ -48,7 +49,7 @@ def wait_finished(run_dir: Path, timeout: float) -> dict:
         if not runs.is_active(status):
             return status
         time.sleep(0.5)
-    runner.stop_run(run_dir)
+    runner.stop_run(run_dir, Settings(runs_root=run_dir.parent))
     raise RuntimeError(f"{run_dir} did not finish within {timeout:.0f} s")
 
 
@@ -103,7 +104,7 @@ def trial(config: dict, root: Path, with_dashboard: bool, args) -> float:
             playwright = sync_playwright().start()
             browser = playwright.chromium.launch(executable_path=args.chromium, headless=True, args=CHROMIUM_ARGS)
             page = browser.new_page(viewport={"width": 1500, "height": 1100})
-        run_dir = runner.start_run(config, root, runner.Limits())
+        run_dir = runner.start_run(config, Settings(runs_root=root))
         if with_dashboard:
             page.goto(f"http://127.0.0.1:{port}/Live_run?run={run_dir.name}")
             shots = 0

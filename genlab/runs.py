@@ -6,21 +6,37 @@
     RUN/samples/step_000500.png     a grid from one fixed set of latents
     RUN/checkpoints/latest.safetensors   weights, optimizer and RNG state, JSON config in the header
     RUN/STOP                        present: the run is asked to stop at its next step
+    RUN/.lock                       flock held by the one training process writing the run; holds its identity
+    RUN/.reserve                    256 KiB deleted on ENOSPC to make room for a final "failed" status
+    RUN/owner.json                  the SHA-256 of the session token of the visitor who started it (public mode)
+
+A process is identified by (pid, start time in clock ticks since boot, boot id, host), never by its pid
+alone: a pid reused by another process does not match, so it is never taken for the run nor signalled.
 """
 from __future__ import annotations
 
+import errno
+import fcntl
 import functools
 import json
 import os
-import shutil
 import socket
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from .config import ConfigError
+
 STATES = ("starting", "running", "stopping", "stopped", "finished", "failed", "interrupted")
 STALE_AFTER_S = 120.0       # a "running" run whose heartbeat is older than this (on another host) is dead
+LOCK_NAME = ".lock"
+RESERVE_NAME = ".reserve"
+RESERVE_BYTES = 256 * 1024
+
+
+class RunBusy(ConfigError):
+    """Another live process is writing this run folder; the message names it (pid, host, since)."""
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -68,42 +84,204 @@ def checkpoint_path(run_dir: Path) -> Path:
 
 
 # ---------------------------------------------------------------- status
-def write_status(run_dir: Path, state: str, **fields) -> dict:
-    """Replace status.json, keeping fields not given; stamps pid, host and heartbeat."""
+def write_status(run_dir: Path, state: str, identity: dict | None = None, **fields) -> dict:
+    """Replace status.json, keeping fields not given; stamps the writer's identity (or `identity`) and heartbeat."""
     status = read_json(Path(run_dir) / "status.json", {}) or {}
+    if not isinstance(status, dict):
+        status = {}
     status.update(fields)
-    status.update(state=state, heartbeat=time.time(), pid=os.getpid(), host=socket.gethostname())
-    atomic_write_json(Path(run_dir) / "status.json", status)
+    status.update(identity or process_identity(os.getpid()) or {"pid": os.getpid(), "host": socket.gethostname()})
+    status.update(state=state, heartbeat=time.time())
+    path = Path(run_dir) / "status.json"
+    if is_active(status):
+        atomic_write_json(path, status)      # a full disk fails the run: the reserve is for its final status
+    else:
+        write_with_reserve(run_dir, lambda: atomic_write_json(path, status))
     return status
 
 
-def pid_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
+def write_with_reserve(run_dir: Path, write) -> None:
+    """Call `write()`; on a full disk, delete the run's reserve file to make room and call it once more."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:   # a zombie (exited, not yet reaped) is not alive
-        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+        write()
+    except OSError as error:
+        reserve = Path(run_dir) / RESERVE_NAME
+        if error.errno != errno.ENOSPC or not reserve.exists():
+            raise
+        reserve.unlink()
+        write()
+
+
+def make_reserve(run_dir: Path) -> None:
+    """Keep RESERVE_BYTES on disk for the final status of a run that fills the disk."""
+    reserve = Path(run_dir) / RESERVE_NAME
+    if not reserve.exists() or reserve.stat().st_size < RESERVE_BYTES:
+        atomic_write_bytes(reserve, bytes(RESERVE_BYTES))
+
+
+def failure_message(error: BaseException) -> str:
+    """The one line a failed status shows; a full disk says so."""
+    if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+        return (f"disk full (ENOSPC) while writing {error.filename or 'the run folder'}; free space or "
+                f"delete runs, then resume from the last checkpoint")
+    return f"{type(error).__name__}: {error}"
+
+
+# ---------------------------------------------------------------- process identity
+@functools.lru_cache(maxsize=1)
+def boot_id() -> str:
+    """This boot of this machine: pid start times are counted from it."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
     except OSError:
-        return True
+        return ""
+
+
+def process_start(pid: int) -> int | None:
+    """Start time of process `pid` in clock ticks after boot (/proc/PID/stat field 22); None if no such
+    process or a zombie."""
+    try:
+        fields = Path(f"/proc/{int(pid)}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, ValueError, IndexError):
+        return None
+    if fields[0] in ("Z", "X"):                           # exited, not yet reaped: not alive
+        return None
+    return int(fields[19])                                # field 22 counts from 1 and includes pid, comm
+
+
+def process_identity(pid: int) -> dict | None:
+    """{pid, pid_start, boot_id, host} of a live process, or None."""
+    start = process_start(pid)
+    if start is None:
+        return None
+    return {"pid": int(pid), "pid_start": start, "boot_id": boot_id(), "host": socket.gethostname()}
+
+
+def identity_alive(identity: dict | None) -> bool:
+    """Whether the process described by `identity` (a status or a lock holder) is alive on this host."""
+    if not isinstance(identity, dict) or not isinstance(identity.get("pid"), int) or identity["pid"] <= 0:
+        return False
+    if identity.get("host") != socket.gethostname() or identity.get("boot_id") != boot_id():
+        return False
+    start = identity.get("pid_start")
+    return start is not None and process_start(identity["pid"]) == start
+
+
+def pid_alive(pid: int | None) -> bool:
+    """Whether some process has this pid (any process: use identity_alive to know it is the run's)."""
+    return bool(pid) and process_start(pid) is not None
+
+
+def describe_holder(holder: dict) -> str:
+    since = holder.get("since")
+    when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(since)) if since else "an unknown time"
+    return f"pid {holder.get('pid', '?')} on {holder.get('host', '?')} since {when}"
+
+
+# ---------------------------------------------------------------- the one-writer lock
+class RunLock:
+    """An exclusive flock on RUN/.lock, held by the one process writing the run; released on exit or death."""
+
+    def __init__(self, run_dir: Path, fd: int):
+        self.run_dir, self.fd = Path(run_dir), fd
+
+    @classmethod
+    def acquire(cls, run_dir: Path, wait_s: float = 2.0) -> "RunLock":
+        """Take the lock (a probe holding it for an instant is waited out); RunBusy names a live holder."""
+        run_dir = Path(run_dir)
+        fd = os.open(run_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        deadline = time.time() + wait_s
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.time() > deadline:
+                    holder = read_json(run_dir / LOCK_NAME, {}) or {}
+                    os.close(fd)
+                    raise RunBusy(f"{run_dir} is still running ({describe_holder(holder)}); "
+                                  f"stop it before resuming") from None
+                time.sleep(0.02)
+        holder = dict(process_identity(os.getpid()) or {"pid": os.getpid()}, since=time.time())
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(holder).encode(), 0)
+        return cls(run_dir, fd)
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)                        # closing the only descriptor releases the flock
+            self.fd = None
+
+
+def lock_holder(run_dir: Path) -> dict | None:
+    """The identity of the process holding RUN/.lock ({} if it has not written it yet), or None if free."""
+    path = Path(run_dir) / LOCK_NAME
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return None                                  # free (closing the descriptor drops the probe)
+    except BlockingIOError:
+        holder = read_json(path, {})
+        return holder if isinstance(holder, dict) else {}
+    finally:
+        os.close(fd)
+
+
+def claim_run(run_dir: Path, config: dict | None = None) -> RunLock:
+    """What a training process does before writing a run: take the lock, clean leftover temporary files,
+    keep the disk reserve, and write config.json if missing (so a kill during start-up is 'interrupted')."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lock = RunLock.acquire(run_dir)
+    try:
+        for folder in (run_dir, run_dir / "samples", run_dir / "checkpoints"):
+            for tmp in folder.glob(".*.tmp"):
+                tmp.unlink(missing_ok=True)
+        make_reserve(run_dir)
+        if config is not None and not (run_dir / "config.json").exists():
+            atomic_write_json(run_dir / "config.json", config)
+    except BaseException:
+        lock.release()
+        raise
+    return lock
+
+
+def check_not_running(run_dir: Path, wait_s: float = 2.0) -> None:
+    """Refuse (RunBusy, naming the holder) when another live process writes this run; a brief holder
+    (a launcher recording how its child ended) is waited out."""
+    deadline = time.time() + wait_s
+    holder = lock_holder(run_dir)
+    while holder is not None and time.time() < deadline:
+        time.sleep(0.02)
+        holder = lock_holder(run_dir)
+    if holder is not None:
+        raise RunBusy(f"{run_dir} is still running ({describe_holder(holder)}); stop it before resuming")
+    status = read_status(run_dir)
+    if is_active(status) and status.get("pid") != os.getpid():
+        raise RunBusy(f"{run_dir} is still running ({describe_holder(dict(status, since=status.get('heartbeat')))}); "
+                      f"stop it before resuming")
+
+
+def run_alive(run_dir: Path, status: dict) -> bool:
+    """Whether the process of an active status lives: on this host the lock, else the exact identity
+    (start-up, before the lock is taken); on another host a fresh heartbeat."""
+    if status.get("host") != socket.gethostname():
+        return time.time() - status.get("heartbeat", 0) <= STALE_AFTER_S
+    return lock_holder(run_dir) is not None or identity_alive(status)
 
 
 def read_status(run_dir: Path) -> dict:
     """status.json, with a run whose process has died reported as 'interrupted'."""
     run_dir = Path(run_dir)
     status = read_json(run_dir / "status.json", None)
-    if status is None:
+    if not isinstance(status, dict):
         return {"state": "interrupted" if (run_dir / "config.json").exists() else "missing",
                 "step": 0, "error": "no status.json"}
     if status.get("state") in ("starting", "running", "stopping"):
-        same_host = status.get("host") == socket.gethostname()
-        dead = (not pid_alive(status.get("pid"))) if same_host else \
-            time.time() - status.get("heartbeat", 0) > STALE_AFTER_S
-        if dead:
+        if not run_alive(run_dir, status):
             status = dict(status, state="interrupted",
                           error=status.get("error") or "the training process ended without a final status "
                                                        "(killed or crashed); resume it from its last checkpoint")
@@ -116,8 +294,9 @@ def is_active(status: dict) -> bool:
 
 # ---------------------------------------------------------------- stop requests
 def request_stop(run_dir: Path) -> None:
-    """Ask a run to stop at its next step (it saves a checkpoint first)."""
-    atomic_write_bytes(Path(run_dir) / "STOP", b"stop\n")
+    """Ask a run to stop at its next step (it saves a checkpoint first); only the file's presence counts."""
+    with open(Path(run_dir) / "STOP", "wb") as f:
+        f.write(b"stop\n")
 
 
 def stop_requested(run_dir: Path) -> bool:
@@ -130,7 +309,7 @@ def clear_stop(run_dir: Path) -> None:
 
 # ---------------------------------------------------------------- metrics
 def append_metrics(run_dir: Path, record: dict) -> None:
-    """Append one JSON line and flush it to disk."""
+    """Append one JSON line and flush it to disk (a full disk raises OSError ENOSPC)."""
     with open(Path(run_dir) / "metrics.jsonl", "a") as f:
         f.write(json.dumps(record) + "\n")
         f.flush()
@@ -198,11 +377,11 @@ def run_info(run_dir: Path) -> RunInfo:
 
 
 def list_runs(runs_root: Path) -> list[RunInfo]:
-    """Every run folder (one holding config.json) under runs_root, newest first."""
+    """Every run folder (one holding config.json; hidden ones are being made) under runs_root, newest first."""
     root = Path(runs_root)
     if not root.is_dir():
         return []
-    runs = [run_info(p) for p in root.iterdir() if (p / "config.json").exists()]
+    runs = [run_info(p) for p in root.iterdir() if not p.name.startswith(".") and (p / "config.json").exists()]
     return sorted(runs, key=lambda r: r.created, reverse=True)
 
 
@@ -217,15 +396,13 @@ def new_run_dir(runs_root: Path, model: str, dataset: str) -> Path:
     return path
 
 
-def delete_run(run_dir: Path, wait_s: float = 30.0) -> None:
-    """Delete a run folder, stopping its process first if it is still running."""
-    run_dir = Path(run_dir)
-    if is_active(read_status(run_dir)):
-        request_stop(run_dir)
-        deadline = time.time() + wait_s
-        while time.time() < deadline and is_active(read_status(run_dir)):
-            time.sleep(0.2)
-        pid = read_status(run_dir).get("pid")
-        if is_active(read_status(run_dir)) and pid_alive(pid):
-            os.kill(pid, 15)
-    shutil.rmtree(run_dir, ignore_errors=True)
+def folder_bytes(path: Path) -> int:
+    """Bytes of all files under `path` (what the stored-bytes cap counts)."""
+    total = 0
+    for root, _, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_size
+            except OSError:
+                pass
+    return total

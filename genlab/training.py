@@ -157,15 +157,14 @@ def train(config: dict | None, run_dir: str | Path, should_stop: Callable[[], bo
     use_bf16(tc.amp, device)                         # refuse bf16 off CUDA before any work
 
     group = distributed.from_environment(device.type)  # torchrun: one process per device
+    run_lock = None                                  # saferuns: the one-writer lock (genlab.runs.claim_run)
     try:
         if group.active and device.type == "cuda":
             device = torch.device("cuda", group.local_rank)
         if group.is_main and not resume and (run_dir / "config.json").exists():
             raise ConfigError(f"{run_dir} already holds a run; resume it or choose another folder")
-        previous = runs.read_status(run_dir) if resume else {}
-        if group.is_main and runs.is_active(previous) and previous.get("pid") != os.getpid():
-            raise ConfigError(f"{run_dir} is still running (pid {previous.get('pid')}); "
-                              f"stop it before resuming")
+        if group.is_main and resume:
+            runs.check_not_running(run_dir)          # saferuns: RunBusy names the live holder
         if group.local_rank != 0:
             group.barrier()                          # wait for local rank 0 to build any data cache
         data = load_dataset(tc)                      # a missing data set fails before any folder is made
@@ -175,16 +174,19 @@ def train(config: dict | None, run_dir: str | Path, should_stop: Callable[[], bo
             return _train(config, tc, data, device, run_dir, None, lambda kind, payload: None, resume,
                           group)
         run_dir.mkdir(parents=True, exist_ok=True)      # a STOP made while starting is honoured
+        run_lock = runs.claim_run(run_dir, config)   # saferuns: lock, clean .*.tmp, reserve, config.json
         runs.write_status(run_dir, "starting", step=0, total_steps=tc.steps, error=None,
                           started=time.time(), device=str(device), world_size=group.world_size)
         try:
             return _train(config, tc, data, device, run_dir, should_stop, on_event, resume, group)
         except BaseException as error:
-            message = f"{type(error).__name__}: {error}"
+            message = runs.failure_message(error)    # saferuns: "disk full (ENOSPC) ..." on a full disk
             runs.write_status(run_dir, "failed", error=message, traceback=traceback.format_exc(limit=8))
             on_event("end", runs.read_status(run_dir))
             raise
     finally:
+        if run_lock is not None:
+            run_lock.release()                       # saferuns
         group.close()
 
 

@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from genlab import ConfigError, runner, runs
+from genlab.settings import PublicLimits, Settings
 
 TINY = {"train": dict(model="dcgan", dataset="synthetic", image_size=28, steps=100000, batch_size=8,
                       log_every=2, sample_every=4, checkpoint_every=1000, device="cpu"),
@@ -28,7 +29,8 @@ def wait_until_inactive(run_dir: Path) -> dict:
 
 def test_start_watch_stop_resume_delete(tmp_path):
     root = tmp_path / "runs"
-    run_dir = runner.start_run(TINY, root, runner.Limits())
+    settings = Settings(runs_root=root)
+    run_dir = runner.start_run(TINY, settings)
     try:
         assert [info.path for info in runs.list_runs(root)] == [run_dir]       # listed at once
         assert runs.read_status(run_dir)["state"] == "starting"
@@ -37,16 +39,16 @@ def test_start_watch_stop_resume_delete(tmp_path):
         wait_for(lambda: len(runs.read_metrics(run_dir)) > grown, what="metrics to grow")
         assert runs.read_status(run_dir)["state"] == "running"
         with pytest.raises(runner.RunnerError, match="stop it before resuming"):
-            runner.resume_run(run_dir)
+            runner.resume_run(run_dir, settings)
 
-        runner.stop_run(run_dir)
+        runner.stop_run(run_dir, settings)
         assert runner.shown_state(run_dir, runs.read_status(run_dir)) == "stopping"
         stopped = wait_until_inactive(run_dir)
         assert stopped["state"] == "stopped" and stopped["error"] is None
         assert runs.checkpoint_path(run_dir).exists()
         step = stopped["step"]
 
-        runner.resume_run(run_dir, steps=step + 6)
+        runner.resume_run(run_dir, settings, steps=step + 6)
         assert runs.is_active(runs.read_status(run_dir))
         finished = wait_until_inactive(run_dir)
         assert finished["state"] == "finished", runner.read_log(run_dir)
@@ -55,16 +57,16 @@ def test_start_watch_stop_resume_delete(tmp_path):
         assert logged == sorted(set(logged)) and logged[-1] == step + 6        # continued, not restarted
     finally:
         if run_dir.exists() and runs.is_active(runs.read_status(run_dir)):
-            runner.stop_run(run_dir)
+            runner.stop_run(run_dir, settings)
             wait_until_inactive(run_dir)
-    runner.delete_run(run_dir)
+    runner.delete_run(run_dir, settings)
     assert not run_dir.exists()
 
 
 def test_a_failing_run_is_reported_with_its_error_and_can_be_resumed(tmp_path):
     config = {"train": dict(TINY["train"], dataset="mnist", data_root=str(tmp_path / "no-mnist-here")),
               "model": TINY["model"]}
-    run_dir = runner.start_run(config, tmp_path / "runs", runner.Limits())
+    run_dir = runner.start_run(config, Settings(runs_root=tmp_path / "runs"))
     status = wait_until_inactive(run_dir)
     assert status["state"] == "failed" and "mnist" in status["error"].lower()
     assert "Traceback" in runner.read_log(run_dir)
@@ -74,15 +76,8 @@ def test_a_failing_run_is_reported_with_its_error_and_can_be_resumed(tmp_path):
 def test_bad_config_and_public_limits_are_refused_before_any_process(tmp_path):
     root = tmp_path / "runs"
     with pytest.raises(ConfigError, match="batch_size"):
-        runner.start_run({"train": dict(TINY["train"], batch_size=0), "model": {}}, root, runner.Limits())
+        runner.start_run({"train": dict(TINY["train"], batch_size=0), "model": {}}, Settings(runs_root=root))
+    public = Settings(runs_root=root, public=True, limits=PublicLimits(max_active_runs=1, max_steps=50))
     with pytest.raises(runner.RunnerError, match="at most 50 steps"):
-        runner.start_run(TINY, root, runner.Limits(public=True, max_active_runs=1, max_steps=50))
-    assert not root.exists() or not any(root.iterdir())
-
-
-def test_limits_from_environment(monkeypatch):
-    monkeypatch.delenv("GENLAB_PUBLIC", raising=False)
-    assert runner.limits() == runner.Limits()
-    monkeypatch.setenv("GENLAB_PUBLIC", "1")
-    monkeypatch.setenv("GENLAB_MAX_STEPS", "300")
-    assert runner.limits() == runner.Limits(public=True, max_active_runs=1, max_steps=300)
+        runner.start_run(TINY, public, owner=runner.new_owner_token(public))
+    assert not root.exists() or not [p for p in root.iterdir() if not p.name.startswith(".")]

@@ -154,12 +154,12 @@ def test_resume_rewinds_metrics_and_samples_to_the_checkpoint(tmp_path):
 def test_a_running_run_is_not_resumed_twice(tmp_path):
     run = tmp_path / "run"
     train(tiny_config("vae", steps=1), run)
-    runs.write_status(run, "running", step=1)
-    status = json.loads((run / "status.json").read_text())
-    status["pid"] = os.getppid()                                    # a live process owns it
-    (run / "status.json").write_text(json.dumps(status))
-    with pytest.raises(genlab.ConfigError, match="still running"):
-        genlab.resume(run, steps=2)
+    writer = runs.RunLock.acquire(run)                              # another writer holds the run
+    try:
+        with pytest.raises(genlab.ConfigError, match="still running"):
+            genlab.resume(run, steps=2)
+    finally:
+        writer.release()
 
 
 def test_existing_run_folder_is_not_overwritten(tmp_path):
