@@ -1,14 +1,18 @@
 """Training throughput: genlab's loop beside the PyTorch DCGAN tutorial's loop, in one run.
 
-    python -m bench.throughput                                  # DCGAN on MNIST, batch 64 and 128
+    python -m bench.throughput                                  # the tutorial-shaped model(s), MNIST, batch 64, 128
     python -m bench.throughput --models all --data mnist,faces64 --batch 128 --repeats 3
 
-Every measurement runs in a fresh child process (so peak RSS is its own) and the two loops
-alternate round by round, genlab first in odd rounds and the reference first in even ones, so
+Every measurement runs in a fresh child process (so peak RSS is its own), both loops under the
+same OMP_NUM_THREADS and OMP_WAIT_POLICY (--threads, --omp-wait-policy; each child prints what it
+ran with), and the two loops alternate round by round, genlab first in odd rounds and the reference first in even ones, so
 that a machine shared with others slows both alike. Each child trains `warmup` steps, then times
 `steps` steps. Printed: images/s (median over rounds, and the range), the ratio genlab / reference
 (median of the per-round ratios), peak RSS of the training process (and of the tutorial's
 DataLoader workers), and peak CUDA memory on a GPU.
+
+The reference runs beside every registered model whose generator and discriminator have exactly
+the tutorial networks' parameter shapes at that image size (checked, never chosen by name).
 
 faces64 is data of CelebA's shape: JPEG images of 178x218 pixels (as img_align_celeba) in
 celeba/img_align_celeba, made once under --work; genlab reads them through its one-time uint8
@@ -29,7 +33,6 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 OMP_POLICY_GIVEN = os.environ.get("OMP_WAIT_POLICY")     # before genlab sets its default (PASSIVE)
-MODELS = ("dcgan", "cgan", "infogan", "gan", "vae")
 DCGAN_64_GFLOP = 2.5                # per image per training step (D step + G step), fwd + bwd
 
 
@@ -55,6 +58,24 @@ def data_args(data: str, args) -> tuple[str, str]:
     if data == "mnist":
         return "mnist", args.mnist_root
     return "celeba64", str(make_faces(Path(args.work), args.faces))
+
+
+# ---------------------------------------------------------------- which models the tutorial matches
+def tutorial_networks_match(model: str, data: str, args) -> bool:
+    """Whether genlab's `model` at this data set's size has the tutorial's G and D (same parameter shapes)."""
+    import torch
+    from bench.reference_dcgan import Discriminator, Generator
+    from genlab.models import build_model
+    dataset, _ = data_args(data, args)
+    channels, size = (1, 28) if dataset == "mnist" else (3, 64)
+    try:
+        built = build_model(model, {"channels": channels, "image_size": size})
+    except Exception:                                     # a model that cannot be built at this size
+        return False
+    pairs = ((getattr(built, "generator", None), Generator(channels, size)),
+             (getattr(built, "discriminator", None), Discriminator(channels, size)))
+    shapes = lambda net: [tuple(p.shape) for p in net.parameters()]          # noqa: E731
+    return all(isinstance(ours, torch.nn.Module) and shapes(ours) == shapes(theirs) for ours, theirs in pairs)
 
 
 # ---------------------------------------------------------------- children
@@ -116,13 +137,9 @@ def run_child(loop: str, model: str, data: str, batch: int, args) -> dict:
                "--mnist-root", args.mnist_root, "--work", args.work, "--faces", str(args.faces)]
     if args.compile:
         command.append("--compile")
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    env.pop("OMP_WAIT_POLICY", None)
-    if loop == "reference_passive":
-        env["OMP_WAIT_POLICY"] = "PASSIVE"
-    elif OMP_POLICY_GIVEN is not None:
-        env["OMP_WAIT_POLICY"] = OMP_POLICY_GIVEN                      # the caller's choice, for both loops
-    command[command.index("--child") + 1] = "genlab" if loop == "genlab" else "reference"
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_WAIT_POLICY=args.omp_wait_policy)   # both loops alike
+    if args.threads:
+        env["OMP_NUM_THREADS"] = str(args.threads)
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, env=env)
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     if done.returncode != 0 or not lines:
@@ -155,10 +172,16 @@ def describe(values: list[float]) -> str:
 
 
 def compare(args) -> list[dict]:
-    """Alternate genlab and the reference (dcgan only) for each model, data set and batch size."""
-    models = MODELS if args.models == "all" else tuple(args.models.split(","))
+    """Alternate genlab and the reference (models with the tutorial's networks) per model, data set and batch."""
+    from genlab.models import MODELS
     rows = []
     for data in args.data.split(","):
+        if args.models == "all":
+            models = tuple(MODELS)
+        elif args.models == "tutorial":
+            models = tuple(m for m in MODELS if tutorial_networks_match(m, data, args))
+        else:
+            models = tuple(args.models.split(","))
         if data != "mnist":
             print(f"preparing {data} ({args.faces} JPEGs of 178x218 and genlab's uint8 cache) ...", flush=True)
             make_faces(Path(args.work), args.faces)
@@ -168,8 +191,8 @@ def compare(args) -> list[dict]:
         for model in models:
             for batch in (int(b) for b in args.batch.split(",")):
                 loops = ["genlab"]
-                if model == "dcgan" and not args.no_reference:
-                    loops += ["reference", "reference_passive"] if args.passive_reference else ["reference"]
+                if not args.no_reference and tutorial_networks_match(model, data, args):
+                    loops.append("reference")
                 results = {loop: [] for loop in loops}
                 for round_index in range(args.repeats):
                     order = loops if round_index % 2 == 0 else loops[::-1]
@@ -190,7 +213,7 @@ def report_row(model: str, data: str, batch: int, results: dict) -> dict:
     if "peak_cuda_mb" in first:
         row["genlab_peak_cuda_mb"] = first["peak_cuda_mb"]
         line += f"  peak CUDA {first['peak_cuda_mb']:.0f} MiB"
-        if model == "dcgan" and data != "mnist":
+        if "reference" in results and data != "mnist":
             tflops = row["genlab_images_per_s"] * DCGAN_64_GFLOP / 1000
             row["tflops"] = tflops
             line += f"  ~{tflops:.0f} TFLOP/s"
@@ -207,20 +230,19 @@ def report_row(model: str, data: str, batch: int, results: dict) -> dict:
                  f"{row['reference_peak_rss_mb']:.0f} MiB + workers {row['reference_workers_peak_rss_mb']:.0f} MiB")
     else:
         line += f" | peak RSS {row['genlab_peak_rss_mb']:.0f} MiB"
-    if "reference_passive" in results:
-        passive = [r["images_per_s"] for r in results["reference_passive"]]
-        ratios = [g / r for g, r in zip(speeds["genlab"], passive)]
-        row.update(reference_passive_images_per_s=statistics.median(passive), reference_passive_runs=passive,
-                   ratio_to_passive=statistics.median(ratios))
-        line += (f"\n{'':33s}reference with OMP_WAIT_POLICY=PASSIVE {describe(passive)} img/s | "
-                 f"ratio {row['ratio_to_passive']:.2f}x")
+    settings = {(r["threads"], r["omp_wait_policy"]) for rs in results.values() for r in rs}
+    if len(settings) != 1:
+        raise RuntimeError(f"the loops ran under different OpenMP settings: {settings}")
+    line += "  (threads {}, OMP_WAIT_POLICY {})".format(*settings.pop())
     print(line, flush=True)
     return row
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.throughput", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models", default="dcgan", help=f"comma-separated, or all ({', '.join(MODELS)})")
+    parser.add_argument("--models", default="tutorial",
+                        help="comma-separated registered names, all, or tutorial (the models with the "
+                             "tutorial's networks, compared with its loop)")
     parser.add_argument("--data", default="mnist", help="comma-separated: mnist, faces64")
     parser.add_argument("--batch", default="64,128", help="comma-separated batch sizes")
     parser.add_argument("--repeats", type=int, default=3, help="rounds per comparison (medians are reported)")
@@ -232,8 +254,10 @@ def main(argv=None) -> None:
     parser.add_argument("--channels-last", default="auto", choices=("auto", "on", "off"))
     parser.add_argument("--compile", action="store_true", help="genlab with torch.compile")
     parser.add_argument("--no-reference", action="store_true", help="genlab only")
-    parser.add_argument("--passive-reference", action="store_true",
-                        help="also run the reference with OMP_WAIT_POLICY=PASSIVE, as genlab runs")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="OMP_NUM_THREADS for both loops (0: leave as it is, torch's default)")
+    parser.add_argument("--omp-wait-policy", default=OMP_POLICY_GIVEN or "PASSIVE", choices=("PASSIVE", "ACTIVE"),
+                        help="OMP_WAIT_POLICY for both loops (default: as set, else genlab's PASSIVE)")
     parser.add_argument("--mnist-root", default=str(REPO.parent / "shared" / "data"))
     parser.add_argument("--work", default=str(Path(tempfile.gettempdir()) / "genlab-bench"),
                         help="where the faces64 JPEGs and their cache are made")
@@ -246,7 +270,8 @@ def main(argv=None) -> None:
         child_main(args)
         return
     import torch
-    print(f"torch {torch.__version__}, {os.cpu_count()} CPUs, "
+    print(f"torch {torch.__version__}, {os.cpu_count()} CPUs, OMP_WAIT_POLICY={args.omp_wait_policy} "
+          f"OMP_NUM_THREADS={args.threads or os.environ.get('OMP_NUM_THREADS', 'default')} for both loops, "
           f"{torch.cuda.get_device_name() if torch.cuda.is_available() and args.device != 'cpu' else 'no GPU'}; "
           f"load average {os.getloadavg()[0]:.1f}", flush=True)
     rows = compare(args)

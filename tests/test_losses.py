@@ -1,10 +1,12 @@
 """The losses against hand computations: GAN losses, R1, InfoGAN's mutual-information term, the ELBO."""
+import copy
 import math
 
+import pytest
 import torch
 import torch.nn.functional as F
 
-from genlab.models import build_model
+from genlab.models import StepContext, build_model
 from genlab.models.adversarial import discriminator_loss, generator_loss, r1_penalty
 
 from helpers import TINY_MODEL
@@ -100,3 +102,40 @@ def test_vae_negative_elbo_matches_closed_forms():
     probs = torch.sigmoid(model.decoder(mean + (0.5 * log_var).exp() * eps))
     expected_recon = -(x01 * probs.log() + (1 - x01) * (1 - probs).log()).flatten(1).sum(1)
     assert torch.allclose(recon, expected_recon, rtol=1e-4)
+
+
+@pytest.mark.parametrize("d_steps", [1, 2])
+def test_reused_fakes_g_loss_matches_hand_computation_from_the_d_steps_batch(d_steps):
+    """With reuse_fakes the G step scores the last D step's G(z) with the updated D; G runs once."""
+    torch.manual_seed(0)
+    model = build_model("dcgan", dict(TINY_MODEL["dcgan"], d_steps=d_steps, reuse_fakes=True))
+    generator_before = copy.deepcopy(model.generator)
+    real = torch.rand(6, 1, 28, 28) * 2 - 1                                   # (6, 1, 28, 28)
+    calls = []
+    model.generator.register_forward_hook(lambda *_: calls.append(1))
+    logs = model.training_step(lambda: (real.clone(), torch.zeros(6, dtype=torch.long)),
+                               model.make_optimizers(), StepContext(0, torch.Generator().manual_seed(1)))
+
+    rng = torch.Generator().manual_seed(1)
+    z = [torch.randn(6, 8, generator=rng) for _ in range(d_steps)][-1]      # the last D step's z
+    with torch.no_grad():
+        fake = generator_before(z)                                           # G before its update
+        expected = F.softplus(-model.discriminator(fake)).mean()            # -log D(G(z)), D after its update
+    assert len(calls) == d_steps                                             # no second G forward
+    assert torch.allclose(logs["loss/g"], expected, atol=1e-6)
+
+
+def test_fresh_fakes_draw_a_new_batch_for_the_g_step():
+    torch.manual_seed(0)
+    model = build_model("dcgan", dict(TINY_MODEL["dcgan"], reuse_fakes=False))
+    generator_before = copy.deepcopy(model.generator)
+    real = torch.rand(6, 1, 28, 28) * 2 - 1
+    logs = model.training_step(lambda: (real.clone(), torch.zeros(6, dtype=torch.long)),
+                               model.make_optimizers(), StepContext(0, torch.Generator().manual_seed(1)))
+    rng = torch.Generator().manual_seed(1)
+    z_d, z_g = torch.randn(6, 8, generator=rng), torch.randn(6, 8, generator=rng)
+    with torch.no_grad():
+        scored = {name: F.softplus(-model.discriminator(generator_before(z))).mean() for name, z in
+                  (("d", z_d), ("g", z_g))}
+    assert torch.allclose(logs["loss/g"], scored["g"], atol=1e-6)
+    assert not torch.allclose(logs["loss/g"], scored["d"], atol=1e-6)

@@ -16,7 +16,7 @@ from torch import nn
 
 from ..config import param
 from .base import ImageConfig, LatentModel, StepContext
-from .nn.optim import adam
+from .nn.optim import adam, optimizer_step
 
 GAN_LOSSES = ("nonsaturating", "minimax", "hinge")
 
@@ -33,6 +33,9 @@ class GANOptions(ImageConfig):
     beta1: float = param(0.5, "Adam beta1.", low=0.0, high=0.999)
     beta2: float = param(0.999, "Adam beta2.", low=0.0, high=0.9999)
     d_steps: int = param(1, "Discriminator steps per generator step (Goodfellow's k).", low=1, high=10)
+    reuse_fakes: bool = param(True, "The G step reuses the last D step's fake batch G(z) (computed once, "
+                              "with its graph kept), as the PyTorch DCGAN example does, instead of "
+                              "drawing new z and running G again; same algorithm, one G forward less.")
 
 
 def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor, kind: str) -> torch.Tensor:
@@ -88,55 +91,58 @@ class AdversarialModel(LatentModel):
                           stacklevel=3)
 
     def training_step(self, batches, optimizers: dict, ctx: StepContext) -> dict:
-        """One generator update after `d_steps` discriminator updates; returns detached scalars."""
+        """Goodfellow 2014 Algorithm 1: `d_steps` D updates, then one G update; returns detached scalars.
+
+        With `reuse_fakes` the last D step's G(z) is computed once with its graph: D sees
+        fake.detach(), the G step backpropagates through the same fake (the canonical DCGAN loop).
+        Real and fake batches go through D separately (separate BatchNorm batches, as in DCGAN).
+        """
         c = self.config
         opt_g, opt_d = optimizers["generator"], optimizers["discriminator"]
-        logs = {}
         r1_on = c.r1_gamma > 0
+        measure_r1 = r1_on or ctx.diagnostics        # R1's gradient norm costs a double backward
 
         # ---------------- D step(s): maximize log D(x) + log(1 - D(G(z))) ----------------
         self.discriminator.requires_grad_(True)
-        for _ in range(c.d_steps):
-            real, y = batches()                                   # (B, C, H, W) in [-1, 1], (B,)
-            batch = real.shape[0]
-            latents = self.sample_latents(batch, ctx.rng)
-            with torch.no_grad():
+        for d_step in range(c.d_steps):
+            real, y = batches()                                      # (B, C, H, W) in [-1, 1], (B,)
+            latents = self.sample_latents(real.shape[0], ctx.rng)
+            keep_graph = c.reuse_fakes and d_step == c.d_steps - 1
+            with torch.set_grad_enabled(keep_graph):
                 fake = self.generate(**latents)                      # (B, C, H, W)
-            real.requires_grad_(r1_on or ctx.diagnostics)
+            real.requires_grad_(measure_r1)
             real_logits, _ = self.discriminate(real, y)              # (B,)
-            fake_logits, fake_aux = self.discriminate(fake, latents.get("y"))
+            fake_logits, fake_aux = self.discriminate(fake.detach(), latents.get("y"))
             loss_d = discriminator_loss(real_logits, fake_logits, c.loss)
-            if r1_on or ctx.diagnostics:
+            if measure_r1:
                 grad_sq = r1_penalty(real_logits, real, create_graph=r1_on)   # (B,)
                 if r1_on:
                     loss_d = loss_d + 0.5 * c.r1_gamma * grad_sq.mean()
             info, _ = self.aux_loss(fake_aux, latents)
             if info is not None:
                 loss_d = loss_d + info
-            opt_d.zero_grad(set_to_none=True)
-            loss_d.backward()
-            opt_d.step()
+            optimizer_step(opt_d, loss_d, ctx, c)
 
-        logs["loss/d"] = loss_d.detach()
-        logs["d/real"] = torch.sigmoid(real_logits.detach()).mean()
-        logs["d/fake"] = torch.sigmoid(fake_logits.detach()).mean()
-        if r1_on or ctx.diagnostics:
+        logs = {"loss/d": loss_d.detach(),
+                "d/real": torch.sigmoid(real_logits.detach()).mean(),
+                "d/fake": torch.sigmoid(fake_logits.detach()).mean()}
+        if measure_r1:
             logs["r1/grad_norm"] = grad_sq.detach().sqrt().mean()
 
         # ---------------- G step: minimize the generator loss (D frozen) ----------------
-        self.discriminator.requires_grad_(False)
-        latents = self.sample_latents(batch, ctx.rng)
-        fake = self.generate(**latents)
+        self.discriminator.requires_grad_(False)     # no D weight gradients in the G backward
+        if not c.reuse_fakes:
+            latents = self.sample_latents(real.shape[0], ctx.rng)
+            fake = self.generate(**latents)                          # (B, C, H, W)
         fake_logits, fake_aux = self.discriminate(fake, latents.get("y"))
         loss_g = generator_loss(fake_logits, c.loss)
         info, info_logs = self.aux_loss(fake_aux, latents)
         if info is not None:
             loss_g = loss_g + info
-        opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
-        opt_g.step()
+        optimizer_step(opt_g, loss_g, ctx, c)
         self.discriminator.requires_grad_(True)
 
         logs["loss/g"] = loss_g.detach()
         logs.update({k: v.detach() for k, v in info_logs.items()})
+        self.end_step(ctx)
         return logs
