@@ -111,9 +111,9 @@ class GenlabHubModel(nn.Module, PyTorchModelHubMixin, library_name="genlab",
         model_file = weights_file(model_id, revision=revision, cache_dir=cache_dir, force_download=force_download,
                                   local_files_only=local_files_only, token=token)
         wrapper = cls(**model_kwargs)
-        _, tensors = read_checkpoint(model_file)
-        description = {"model": wrapper.genlab_meta["model"], "model_config": wrapper.genlab_meta["model_config"],
-                       "dropped": wrapper.genlab_meta["dropped"]}
+        header, tensors = read_checkpoint(model_file)                 # checked header and checksum
+        description = dict(header, model=wrapper.genlab_meta["model"],  # config.json decides the model
+                           model_config=wrapper.genlab_meta["model_config"], dropped=wrapper.genlab_meta["dropped"])
         wrapper.model = model_from_checkpoint(description, tensors, model_file)       # strict=True
         return wrapper.to(map_location).eval()
 
