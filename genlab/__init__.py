@@ -11,9 +11,10 @@ from .checkpoint import CheckpointError, export_checkpoint, load
 from .config import ConfigError, TrainConfig
 from .data import DataError, load_dataset
 from .models import MODELS, build_model, get_model_class, register_model
-from .training import TrainingDiverged, make_config, resume, train
+from .settings import Settings
+from .training import TrainingDiverged, make_config, prepare_run, resume, train
 
 __version__ = "0.1.0"
-__all__ = ["train", "resume", "make_config", "load", "export_checkpoint", "load_dataset", "MODELS",
+__all__ = ["train", "resume", "prepare_run", "make_config", "Settings", "load", "export_checkpoint", "load_dataset", "MODELS",
            "build_model", "get_model_class", "register_model", "TrainConfig", "ConfigError", "DataError",
            "CheckpointError", "TrainingDiverged"]

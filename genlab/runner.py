@@ -184,7 +184,8 @@ def main(argv: list[str] | None = None) -> int:
         config["train"]["steps"] = args.steps
     try:
         # A fresh folder has a config and no checkpoint: resuming it trains from step 0.
-        status = train(config, args.run_dir, resume=True)
+        from .cli import make_evaluator                          # eval_every > 0: genlab.eval's, handed in
+        status = train(config, args.run_dir, resume=True, evaluator=make_evaluator(config["train"]))
     except Exception as error:  # noqa: BLE001  (any failure is reported in status.json)
         if runs.read_json(args.run_dir / "status.json", {}).get("state") != "failed":   # e.g. missing data
             runs.write_status(args.run_dir, "failed", error=f"{type(error).__name__}: {error}",
