@@ -8,6 +8,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from .. import runs
 from ..config import ConfigError, TrainConfig, field_specs, from_dict, to_dict
 from ..models import get_model_class
@@ -31,6 +33,23 @@ def build_for_data(config: dict, data):
     model_config = dict(config["model"], channels=data.channels, image_size=data.image_size,
                         num_classes=data.num_classes)
     return model_class(from_dict(model_class.config_class, model_config))
+
+
+def model_changes(model: str, stored: dict, requested: dict) -> list[str]:
+    """Model fields a request really changes: not those set from the data set (channels, image size,
+    classes), nor values the model resolves to the stored ones (e.g. a VAE's likelihood 'auto')."""
+    differs = {k for k, v in requested.items() if stored.get(k) != v}
+    if not differs:
+        return []
+    model_class = get_model_class(model)
+    derived = {s["name"] for s in field_specs(model_class.config_class) if s["derived"]}
+    values = dict(stored, **{k: v for k, v in requested.items() if k not in derived})
+    try:
+        with torch.device("meta"):                                 # resolve the config; allocate nothing
+            values = to_dict(model_class(from_dict(model_class.config_class, values)).config)
+    except Exception:  # noqa: BLE001  (a request the model refuses is a change, refused below)
+        pass
+    return sorted(k for k in differs if k not in derived and values.get(k) != stored.get(k))
 
 
 @dataclass(frozen=True)
@@ -66,11 +85,8 @@ def prepare_run(run_dir: str | Path, config_or_overrides: dict | None, resume: b
         raise ConfigError(f"{run_dir} is not a run folder (no config.json); nothing to resume")
     overrides = config_or_overrides or {}
     changed_train = {k: v for k, v in (overrides.get("train") or {}).items() if stored["train"].get(k) != v}
-    derived = {s["name"] for s in field_specs(get_model_class(stored["train"]["model"]).config_class)
-               if s["derived"]}                                   # set from the data set, not chosen
-    changed_model = {k for k, v in (overrides.get("model") or {}).items()
-                     if k not in derived and stored.get("model", {}).get(k) != v}
-    refused = sorted(set(changed_train) - RESUMABLE_CHANGES) + sorted(f"model.{k}" for k in changed_model)
+    changed_model = model_changes(stored["train"]["model"], stored.get("model") or {}, overrides.get("model") or {})
+    refused = sorted(set(changed_train) - RESUMABLE_CHANGES) + [f"model.{k}" for k in changed_model]
     if refused:
         raise ConfigError(f"a resumed run can change only {', '.join(sorted(RESUMABLE_CHANGES))}; "
                           f"asked to change {', '.join(refused)}")
