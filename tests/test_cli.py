@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 import genlab
 from genlab import MODELS, runs
@@ -121,6 +122,34 @@ def test_a_taken_run_folder_is_refused(tmp_path, capsys):
     status["pid"] = os.getppid()                                   # a live process owns it
     (run / "status.json").write_text(json.dumps(status))
     assert "still running" in refused(capsys, "resume", run, "--steps", "3")
+
+
+def test_a_bad_checkpoint_is_one_line_and_the_run_is_marked_failed(tmp_path, capsys):
+    run = tmp_path / "run"
+    tiny_vae_run(capsys, run, steps=2)
+    checkpoint = runs.checkpoint_path(run)
+    good = checkpoint.read_bytes()
+    checkpoint.write_bytes(good[: len(good) // 2])                             # truncated
+    assert "corrupt or truncated" in refused(capsys, "resume", run, "--steps", "4")
+    assert runs.read_status(run)["state"] == "failed"
+    (tmp_path / "good.safetensors").write_bytes(good)
+    genlab.export_checkpoint(tmp_path / "good.safetensors", checkpoint)        # weights only: no optimizer state
+    assert "no state for optimizer" in refused(capsys, "resume", run, "--steps", "4")
+
+
+def test_a_diverged_run_is_one_line_and_exit_code_1(tmp_path, capsys, monkeypatch):
+    original = genlab.models.vae.VAE.training_step
+
+    def exploding(self, *args, **kwargs):
+        with torch.no_grad():
+            next(self.parameters()).fill_(float("nan"))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(genlab.models.vae.VAE, "training_step", exploding)
+    code, _, err = genlab_cli(capsys, "train", "--model", "vae", "--dataset", "synthetic", "--steps", 2,
+                              "--device", "cpu", "--run-dir", tmp_path / "run", "--no-progress", *TINY_VAE)
+    assert code == 1 and "diverged" in err and len(err.strip().splitlines()) == 2, err   # run folder + error
+    assert runs.read_status(tmp_path / "run")["state"] == "failed"
 
 
 def test_debug_shows_the_error_itself(tmp_path, capsys):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from ..checkpoint import load_optimizer_state, model_from_checkpoint, read_checkpoint, save_checkpoint
+from ..checkpoint import CheckpointError, load_optimizer_state, model_from_checkpoint, read_checkpoint, save_checkpoint
 
 
 @dataclass
@@ -43,11 +43,22 @@ class TrainState:
         if not Path(path).exists():
             return
         header, tensors = read_checkpoint(path)
-        model.load_state_dict(model_from_checkpoint(header, tensors, path).state_dict())
-        load_optimizer_state(self.optimizers, header, tensors)
-        torch.set_rng_state(tensors["rng.torch"])
-        self.rng.set_state(tensors["rng.loop"])
-        if model.device.type == "cuda" and "rng.cuda" in tensors:
-            torch.cuda.set_rng_state(tensors["rng.cuda"], model.device)
-        self.step, self.elapsed_before = header["step"], header.get("elapsed", 0.0)
+        step, elapsed = header.get("step"), header.get("elapsed", 0.0)
+        if not isinstance(step, int) or isinstance(step, bool) or step < 0 or \
+                not isinstance(elapsed, (int, float)) or not elapsed >= 0:
+            raise CheckpointError(f"{path}: cannot resume from it: step {step!r} / elapsed {elapsed!r} "
+                                  f"is not a count of steps / seconds done")
+        try:
+            model.load_state_dict(model_from_checkpoint(header, tensors, path).state_dict())
+            load_optimizer_state(self.optimizers, header, tensors)
+            torch.set_rng_state(tensors["rng.torch"])
+            self.rng.set_state(tensors["rng.loop"])
+            if model.device.type == "cuda" and "rng.cuda" in tensors:
+                torch.cuda.set_rng_state(tensors["rng.cuda"], model.device)
+        except (KeyError, ValueError, TypeError, RuntimeError) as error:
+            if isinstance(error, CheckpointError):
+                raise
+            raise CheckpointError(f"{path}: cannot resume from it (not a training checkpoint of this run?): "
+                                  f"{type(error).__name__}: {error}") from None
+        self.step, self.elapsed_before = step, float(elapsed)
         self.started = time.time()
