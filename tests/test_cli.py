@@ -142,7 +142,8 @@ def test_a_diverged_run_is_one_line_and_exit_code_1(tmp_path, capsys, monkeypatc
 
     def exploding(self, *args, **kwargs):
         with torch.no_grad():
-            next(self.parameters()).fill_(float("nan"))
+            for parameter in self.parameters():
+                parameter.fill_(float("nan"))
         return original(self, *args, **kwargs)
 
     monkeypatch.setattr(genlab.models.vae.VAE, "training_step", exploding)
