@@ -1,6 +1,6 @@
 """The latent explorer alone: `python explorer_app.py` (the app file of an `sdk: gradio` Space).
 
-The full demo (dashboard + explorer on one port) is the Docker Space: `python -m genlab.serve`.
+The full demo (dashboard + explorer on one port) is the Docker Space: `genlab serve`.
 """
 from genlab.explorer import build_explorer, launch_kwargs
 from genlab.settings import Settings

@@ -555,7 +555,9 @@ def main(argv: list[str] | None = None) -> int:
         watchdog.start()
     try:
         # A fresh folder has a config and no checkpoint: resuming it trains from step 0.
-        status = train(config, args.run_dir, resume=True, should_stop=timed_out)
+        from .cli import make_evaluator                          # eval_every > 0: genlab.eval's, handed in
+        status = train(config, args.run_dir, resume=True, should_stop=timed_out,
+                       evaluator=make_evaluator(config["train"]))
     except runs.RunBusy as error:                                # another process trains it: not ours to write
         print(f"refused: {error}", file=sys.stderr)
         return 2

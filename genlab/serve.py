@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import gc
 import os
 import sys
 from pathlib import Path
+
+from .settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
 HOME_SCRIPT = REPO / "app.py"
@@ -39,14 +42,13 @@ def explorer_routes(blocks) -> tuple[list, object]:
     return mounts, shell
 
 
-def build_app(explorer=None):
+def build_app(settings: Settings, explorer=None):
     """The st.App for app.py with the explorer (default: genlab.explorer.build_explorer()) at /explorer."""
     import streamlit as st
     from starlette.routing import Route
     if explorer is None:
         from .explorer import build_explorer
-        explorer = build_explorer(checkpoints_dir=os.environ.get("GENLAB_CHECKPOINTS", "checkpoints"),
-                                  runs_root=os.environ.get("GENLAB_RUNS_ROOT", "runs"))
+        explorer = build_explorer(checkpoints_dir=settings.checkpoints_dir, runs_root=settings.runs_root)
     routes, shell = explorer_routes(explorer)
 
     @contextlib.asynccontextmanager
@@ -76,28 +78,31 @@ def yield_cpu_to_training(nice: int = 10) -> None:
         pass
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Parse the options, set the environment the pages read, and serve until interrupted."""
+def main(argv: list[str] | None = None, settings: Settings | None = None) -> None:
+    """Parse the options, hand the settings to the pages (their environment), and serve until interrupted."""
+    settings = settings if settings is not None else Settings.from_env()
     parser = argparse.ArgumentParser(prog="python -m genlab.serve", description=__doc__.split("\n\n")[0])
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", os.environ.get("GENLAB_PORT", 8501))),
                         help="port (default: $PORT, $GENLAB_PORT or 8501; Hugging Face Spaces use 7860)")
     parser.add_argument("--host", default=os.environ.get("GENLAB_HOST", "127.0.0.1"),
                         help="address to listen on (default 127.0.0.1; 0.0.0.0 in a container)")
-    parser.add_argument("--runs-root", default=os.environ.get("GENLAB_RUNS_ROOT", "runs"),
-                        help="folder of run folders (default: $GENLAB_RUNS_ROOT or ./runs)")
-    parser.add_argument("--data-root", default=os.environ.get("GENLAB_DATA_ROOT", "./data"),
-                        help="default data root of new runs (default: $GENLAB_DATA_ROOT or ./data)")
-    parser.add_argument("--checkpoints", default=os.environ.get("GENLAB_CHECKPOINTS", "checkpoints"),
-                        help="folder of exported checkpoints for the explorer (default: ./checkpoints)")
+    parser.add_argument("--runs-root", type=Path, default=settings.runs_root,
+                        help=f"folder of run folders (default: $GENLAB_RUNS_ROOT or {settings.runs_root})")
+    parser.add_argument("--data-root", type=Path, default=settings.data_root,
+                        help=f"default data root of new runs (default: $GENLAB_DATA_ROOT or {settings.data_root})")
+    parser.add_argument("--checkpoints", type=Path, default=settings.checkpoints_dir,
+                        help="folder of exported checkpoints for the explorer (default: $GENLAB_CHECKPOINTS "
+                             "or the repository's checkpoints/)")
     parser.add_argument("--public", action="store_true",
-                        help="public demo: one run at a time, capped steps (also GENLAB_PUBLIC=1)")
+                        help="public demo: the caps of genlab.settings.PublicLimits apply (also GENLAB_PUBLIC=1)")
     args = parser.parse_args(argv)
-    os.environ.update(GENLAB_RUNS_ROOT=str(Path(args.runs_root).resolve()),
-                      GENLAB_DATA_ROOT=args.data_root, GENLAB_CHECKPOINTS=str(Path(args.checkpoints).resolve()))
-    if args.public:
-        os.environ["GENLAB_PUBLIC"] = "1"
+    if args.public and not settings.public:            # the public caps, with any GENLAB_MAX_* overrides
+        settings = Settings.from_env(dict(os.environ, GENLAB_PUBLIC="1"))
+    settings = dataclasses.replace(settings, runs_root=args.runs_root, data_root=args.data_root,
+                                   checkpoints_dir=args.checkpoints)
+    os.environ.update(settings.to_env())  # the pages run in this process and read Settings.from_env()
     sys.argv = [str(HOME_SCRIPT)]        # st.App.run anchors sys.path and .streamlit/ at the launcher
-    app = build_app()
+    app = build_app(settings)
     import plotly.subplots  # noqa: F401  (imported once here, with torch, gradio and streamlit, then frozen:)
     import genlab.dashboard  # noqa: F401
     gc.freeze()                          # full collections then skip these long-lived objects (CPU for training)

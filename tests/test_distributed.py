@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from safetensors.torch import load_file
 
 from genlab import runs
@@ -13,6 +14,8 @@ from genlab import runs
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.distributed
+@pytest.mark.slow
 def test_two_processes_stay_in_sync_and_write_the_run_folder_once(tmp_path):
     out, runs_root = tmp_path / "out", tmp_path / "runs"
     out.mkdir()

@@ -1,19 +1,23 @@
-"""The training loop: the run folder it writes, resume equivalence, stop requests, divergence."""
+"""The training loop: the run folder it writes, resume equivalence, stop requests, divergence, the one
+resume path (prepare_run), the evaluator handed in, and a model that has no latents at all."""
 import json
 import os
-import subprocess
-import sys
-import time
+from dataclasses import dataclass
 
 import pytest
 import torch
+from torch import nn
 
 import genlab
 from genlab import runs
 from genlab.checkpoint import read_checkpoint
-from genlab.training import train
+from genlab.config import ConfigError, param
+from genlab.models import MODELS, GenerativeModel, register_model, unregister_model
+from genlab.models.base import ImageConfig
+from genlab.training import RESUMABLE_CHANGES, make_config, prepare_run, train
+from genlab.training.tasks import save_grid
 
-from helpers import tiny_config
+from helpers import TINY_MODEL, tiny_config
 
 
 def model_tensors(run_dir):
@@ -38,12 +42,19 @@ def test_run_folder_is_complete(tmp_path):
     assert events[0] == "start" and events[-1] == "end" and {"log", "sample", "checkpoint"} <= set(events)
 
 
-@pytest.mark.parametrize("model", ["dcgan", "gan", "infogan", "vae"])
+def any_tiny_config(model: str, **train_fields) -> dict:
+    """A tiny run config on the synthetic set for any registered model (its `tiny` config)."""
+    fields = dict(model=model, dataset="synthetic", image_size=28, steps=4, batch_size=8, log_every=2,
+                  sample_every=2, checkpoint_every=2, device="cpu")
+    return make_config(dict(fields, **train_fields), MODELS[model].tiny or TINY_MODEL.get(model, {}))
+
+
+@pytest.mark.parametrize("model", sorted(MODELS))
 def test_resume_equivalence(tmp_path, model):
     """N steps, stop, N resumed steps == 2N steps straight (same seed, CPU)."""
     straight, split = tmp_path / "straight", tmp_path / "split"
-    train(tiny_config(model, steps=6, log_every=3, checkpoint_every=3), straight)
-    train(tiny_config(model, steps=3, log_every=3, checkpoint_every=3), split)
+    train(any_tiny_config(model, steps=6, log_every=3, checkpoint_every=3), straight)
+    train(any_tiny_config(model, steps=3, log_every=3, checkpoint_every=3), split)
     status = genlab.resume(split, steps=6)
     assert status["state"] == "finished" and status["step"] == 6
     a, b = model_tensors(straight), model_tensors(split)
@@ -84,25 +95,6 @@ def test_stop_file_is_honoured_and_cleared(tmp_path):
     status = train(tiny_config("gan", steps=100), run, on_event=on_event)
     assert status["state"] == "stopped" and status["step"] == 2
     assert not runs.stop_requested(run)
-
-
-def test_sigterm_stops_a_cli_run_gracefully(tmp_path):
-    run = tmp_path / "run"
-    process = subprocess.Popen(
-        [sys.executable, "train.py", "--model", "vae", "--dataset", "synthetic", "--steps", "100000",
-         "--batch-size", "8", "--log-every", "5", "--z-dim", "4", "--width", "8", "--hidden", "32",
-         "--device", "cpu", "--run-dir", str(run), "--no-progress"],
-        cwd=os.path.dirname(os.path.dirname(__file__)), stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 60
-    while time.time() < deadline and not runs.read_metrics(run):
-        time.sleep(0.2)
-    assert runs.read_metrics(run), "no metrics written within 60 s"
-    process.terminate()
-    _, err = process.communicate(timeout=60)
-    assert process.returncode == 0, err
-    status = runs.read_status(run)
-    assert status["state"] == "stopped" and status["stop_reason"] == "SIGTERM"
-    assert runs.checkpoint_path(run).exists()
 
 
 def test_nan_loss_fails_the_run_with_a_message(tmp_path, monkeypatch):
@@ -176,6 +168,7 @@ def test_resume_refuses_model_changes(tmp_path):
         train(changed, tmp_path / "run", resume=True)
 
 
+@pytest.mark.data
 def test_mnist_trains_from_the_shared_folder(tmp_path, mnist_data_root):
     status = train(tiny_config("dcgan", dataset="mnist", data_root=str(mnist_data_root), steps=2), tmp_path / "run")
     assert status["state"] == "finished"
@@ -191,3 +184,126 @@ def test_a_stop_requested_while_starting_is_honoured(tmp_path):
     status = train(tiny_config("vae", steps=50), run)
     assert status["state"] == "stopped" and status["step"] == 0
     assert runs.checkpoint_path(run).exists() and not runs.stop_requested(run)
+
+
+# ---------------------------------------------------------------- one resume path
+def test_prepare_run_decides_fresh_or_resume_and_what_may_change(tmp_path):
+    run = tmp_path / "run"
+    config = tiny_config("vae", steps=2)
+    assert prepare_run(run, config, resume=False).resume is False
+    with pytest.raises(ConfigError, match="not a run folder"):
+        prepare_run(run, None, resume=True)
+    train(config, run)
+    with pytest.raises(ConfigError, match="already holds a run"):
+        prepare_run(run, config, resume=False)
+    assert prepare_run(run, None, resume=True).config == json.loads((run / "config.json").read_text())
+    changes = {"steps": 9, "log_every": 3, "device": "cpu", "eval_every": 0}
+    assert set(changes) <= RESUMABLE_CHANGES
+    prepared = prepare_run(run, {"train": changes}, resume=True)
+    assert prepared.resume and {k: prepared.config["train"][k] for k in changes} == changes
+    assert prepare_run(run, config, resume=True).config["model"] == prepared.config["model"]  # unchanged values
+    for overrides, named in [({"train": {"seed": 3}}, "seed"), ({"train": {"dataset": "mnist"}}, "dataset"),
+                             ({"model": {"z_dim": 7}}, "model.z_dim")]:
+        with pytest.raises(ConfigError, match=f"can change only .*asked to change {named}"):
+            prepare_run(run, overrides, resume=True)
+
+
+def test_image_fields_set_from_the_data_are_no_change_on_resume(tmp_path):
+    """An RGB 32x32 run stores channels=3, image_size=32; its own request (defaults 1 and 28) resumes."""
+    config = tiny_config("vae", steps=1, channels=3, image_size=32)
+    train(config, tmp_path / "rgb")
+    assert json.loads((tmp_path / "rgb" / "config.json").read_text())["model"]["image_size"] == 32
+    assert train(dict(config, train=dict(config["train"], steps=2)), tmp_path / "rgb", resume=True)["step"] == 2
+
+
+def test_a_stale_stop_request_is_cleared_on_resume(tmp_path):
+    run = tmp_path / "run"
+    train(tiny_config("vae", steps=1), run)
+    runs.request_stop(run)                                     # made after the run had ended
+    assert genlab.resume(run, steps=3)["state"] == "finished"
+
+
+# ---------------------------------------------------------------- the evaluator is handed in
+def test_the_evaluator_runs_at_eval_steps_and_its_values_are_logged(tmp_path):
+    run, seen = tmp_path / "run", []
+
+    def evaluator(model):
+        seen.append(model.training)
+        return {"eval/calls": float(len(seen))}
+
+    train(tiny_config("vae", steps=6, log_every=3, eval_every=2), run, evaluator=evaluator)
+    lines = runs.read_metrics(run)
+    assert [r["step"] for r in lines] == [2, 3, 4, 6]
+    assert [r.get("eval/calls") for r in lines] == [1.0, None, 2.0, 3.0]
+    assert "loss/total" in lines[-1] and "loss/total" not in lines[0]          # step 6: one line, both
+
+
+def test_eval_every_without_an_evaluator_is_refused_before_any_folder(tmp_path):
+    with pytest.raises(ConfigError, match="eval_every=2 needs an evaluator"):
+        train(tiny_config("vae", steps=4, eval_every=2), tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+# ---------------------------------------------------------------- any model: the loop names no network
+@dataclass
+class ToyConfig(ImageConfig):
+    """A test-only model's config."""
+    lr: float = param(1e-2, "Adam learning rate.", low=0.0)
+
+
+class Toy(GenerativeModel):
+    """Images from one noise number through a linear layer: no latents, no generate, no grid_latents."""
+    config_class = ToyConfig
+
+    def __init__(self, config):
+        super().__init__(config)
+        c = config
+        self.shape = (c.channels, c.image_size, c.image_size)
+        self.net = nn.Linear(1, c.channels * c.image_size * c.image_size)
+
+    def make_optimizers(self):
+        return {"net": torch.optim.Adam(self.net.parameters(), lr=self.config.lr)}
+
+    def draw(self, n, rng):
+        noise = torch.randn(n, 1, generator=rng, device=self.device)           # (n, 1)
+        return torch.tanh(self.net(noise)).view(n, *self.shape)                 # (n, C, H, W)
+
+    def training_step(self, batches, optimizers, ctx):
+        x, _ = batches()
+        loss = (self.draw(x.shape[0], ctx.rng) - x).pow(2).mean()
+        optimizers["net"].zero_grad()
+        loss.backward()
+        optimizers["net"].step()
+        return {"loss/mse": loss.detach()}
+
+    def sample(self, n, rng=None, y=None):
+        return self.draw(n, rng)
+
+
+@pytest.fixture
+def toy_model():
+    register_model("toy-loop")(Toy)
+    yield "toy-loop"
+    unregister_model("toy-loop")
+
+
+def test_a_model_without_latents_trains_samples_and_resumes_exactly(tmp_path, toy_model):
+    def config(steps):
+        return make_config(dict(model=toy_model, dataset="synthetic", steps=steps, batch_size=8, log_every=2,
+                                sample_every=2, checkpoint_every=2, device="cpu"), {})
+    train(config(4), tmp_path / "straight")
+    train(config(2), tmp_path / "split")
+    assert genlab.resume(tmp_path / "split", steps=4)["state"] == "finished"
+    a, b = model_tensors(tmp_path / "straight"), model_tensors(tmp_path / "split")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert [s for s, _ in runs.list_samples(tmp_path / "split")] == [2, 4]
+    assert [r["loss/mse"] for r in runs.read_metrics(tmp_path / "split")] == \
+           [r["loss/mse"] for r in runs.read_metrics(tmp_path / "straight")]
+
+
+def test_the_sample_grid_is_the_same_every_time_and_leaves_training_mode(tmp_path):
+    model = genlab.build_model("vae", TINY_MODEL["vae"]).train()
+    for n in (1, 2):
+        save_grid(model, torch.Generator().manual_seed(5), tmp_path / f"grid{n}.png")
+    assert model.training
+    assert (tmp_path / "grid1.png").read_bytes() == (tmp_path / "grid2.png").read_bytes()

@@ -1,0 +1,82 @@
+"""What a run writes when a task is due: eval, log, sample and checkpoint lines, grids and files.
+
+Only rank 0 writes the run folder; every rank takes part in the collectives (the metrics' mean).
+"""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from .. import runs
+from . import distributed
+from .meter import Meter
+from .plan import Plan
+from .state import TrainState
+
+Evaluator = Callable[[torch.nn.Module], dict]          # model -> {"eval/name": number}
+OnEvent = Callable[[str, dict], None]
+
+
+def save_grid(model, rng: torch.Generator, path: Path) -> None:
+    """A PNG of `model.sample_grid(rng)` in eval mode without gradients, written atomically."""
+    from torchvision.utils import save_image
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            images, nrow = model.sample_grid(rng)                      # (n, C, H, W) in [-1, 1]
+    finally:
+        model.train(was_training)
+    buffer = io.BytesIO()
+    save_image(images.float().cpu(), buffer, format="png", nrow=nrow, normalize=True, value_range=(-1, 1),
+               padding=2)
+    runs.atomic_write_bytes(path, buffer.getvalue())
+
+
+class Tasks:
+    """The due tasks of one run: `eval`, `log`, `sample`, `checkpoint`, each called as task(state, meter)."""
+
+    def __init__(self, run_dir: Path, model, meta: dict, plan: Plan, group: distributed.Distributed,
+                 on_event: OnEvent, evaluator: Evaluator | None, grid_seed: int, num_images: int):
+        self.run_dir, self.model, self.meta, self.plan, self.group = Path(run_dir), model, meta, plan, group
+        self.on_event, self.evaluator = on_event, evaluator
+        self.grid_seed, self.num_images = grid_seed, num_images
+        self.evals: dict = {}                               # measured at this step, logged with it
+
+    def eval(self, state: TrainState, meter: Meter) -> None:
+        if self.evaluator is None or not self.group.is_main:
+            return
+        with meter.paused():                                # images/s counts training time only
+            self.evals = self.evaluator(self.model)
+        if not self.plan.is_log_step(state.step):          # otherwise logged with the step's losses
+            runs.append_metrics(self.run_dir, dict(self.evals, step=state.step, time=state.elapsed))
+            self.evals = {}
+
+    def log(self, state: TrainState, meter: Meter) -> None:
+        record = meter.flush(state.step, distributed.all_ranks_mean if self.group.active else None)
+        record.update(self.evals, step=state.step, epoch=state.step * meter.images_per_step / self.num_images,
+                      time=state.elapsed)
+        record["images_per_s"] = record.pop("images_per_s")           # last, as before
+        self.evals = {}
+        if self.group.is_main:
+            runs.append_metrics(self.run_dir, record)
+            runs.write_status(self.run_dir, "running", step=state.step, images_per_s=record["images_per_s"],
+                              last=record)
+        self.on_event("log", record)
+
+    def sample(self, state: TrainState, meter: Meter | None = None) -> None:
+        if not self.group.is_main:
+            return
+        path = runs.sample_path(self.run_dir, state.step)
+        save_grid(self.model, torch.Generator(self.model.device).manual_seed(self.grid_seed), path)
+        self.on_event("sample", {"step": state.step, "path": str(path)})
+
+    def checkpoint(self, state: TrainState, meter: Meter | None = None) -> None:
+        if not self.group.is_main:
+            return
+        path = runs.checkpoint_path(self.run_dir)
+        state.save(path, self.model, self.meta)
+        self.on_event("checkpoint", {"step": state.step, "path": str(path)})
