@@ -98,7 +98,7 @@ def test_user_errors_are_one_line_and_exit_code_2_before_any_work(tmp_path, caps
         (["train", "--model", "gan", "--categories", "3"], "unrecognized arguments: --categories"),
         (["train", "--model", "dcgan", "--dataset", "mnist", "--data-root", tmp_path / "nodata"], "MNIST is not in"),
         (["train", "--model", "dcgan", "--dataset", "imagefolder", "--data-path", tmp_path / "missing"],
-         "does not exist"),
+         "no images (.jpg, .png, ...) found under"),
         (["train", "--model", "dcgan", "--dataset", "synthetic", "--device", "cpu", "--amp", "bf16"],
          "amp 'bf16' is for CUDA"),
         (["train", "--resume", tmp_path / "nothing"], "not a run folder"),
