@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """What the shipped MNIST checkpoints' controls do, in numbers (prints them, asserts nothing).
 
-    python bench/checkpoint_semantics.py --data-root ../shared/data [--checkpoints checkpoints]
+    python -m bench.checkpoint_semantics --data-root ../shared/data [--checkpoints checkpoints]
 
 Every genlab checkpoint in the folder, each control it has (chosen by capability):
 - class-conditional models: for each class y, the share of `sample(n, rng, y)` a 1-nearest-neighbour
@@ -16,18 +16,16 @@ Every genlab checkpoint in the folder, each control it has (chosen by capability
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import genlab  # noqa: E402
-from genlab.checkpoint import CheckpointError  # noqa: E402
-from genlab.models import HasLatents, has_classes  # noqa: E402
-from genlab.models.base import sample_prior  # noqa: E402
+import genlab
+from genlab.checkpoint import CheckpointError
+from genlab.models import HasLatents, has_classes
+from genlab.models.base import sample_prior
 
 
 def reference(data_root: str, count: int = 5000):

@@ -1,6 +1,6 @@
 """Does watching a run slow it down? Training images/s with and without the dashboard open.
 
-    python bench/dashboard_overhead.py --data-root /work/shared/data --steps 200 --repeats 2
+    python -m bench.dashboard_overhead --data-root data --steps 200 --repeats 2
 
 Each trial starts the same run through `genlab.runner` (a process of its own, as the dashboard
 does). "with" trials also start the one-port server (`python -m genlab.serve`) and keep headless
@@ -23,14 +23,11 @@ import time
 import urllib.request
 from pathlib import Path
 
+from tests.support import CHROMIUM_ARGS, free_port
+from genlab import runner, runs
+from genlab.settings import Settings
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from bench.browser import CHROMIUM_ARGS, free_port  # noqa: E402
-from genlab import runner, runs  # noqa: E402
-from genlab.settings import Settings  # noqa: E402
-
-
 
 
 def throughput(run_dir: Path, batch_size: int, warmup_records: int) -> float:

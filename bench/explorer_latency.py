@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Slider latency of the latent explorer, per model: prints numbers, asserts nothing.
 
-    python bench/explorer_latency.py                    # every checkpoint in checkpoints/
-    python bench/explorer_latency.py --events 50 --threads 2 path/to/ckpt.safetensors ...
+    python -m bench.explorer_latency                    # every checkpoint in checkpoints/
+    python -m bench.explorer_latency --events 50 --threads 2 path/to/ckpt.safetensors ...
 
 For each checkpoint it launches the explorer (build_explorer) on a free localhost port and sends
 slider events through gradio_client (/generate with a new random slider value each time):
@@ -17,16 +17,14 @@ import argparse
 import re
 import socket
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from genlab.explorer import (EXPLORER_THREADS, MAX_CATEGORICAL, MAX_CONTINUOUS, MAX_Z_SLIDERS,  # noqa: E402
+from genlab.explorer import (EXPLORER_THREADS, MAX_CATEGORICAL, MAX_CONTINUOUS, MAX_Z_SLIDERS,
                              Catalog, Controls, ModelCache, build_explorer, render)
 
 

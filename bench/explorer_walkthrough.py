@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """A new user's walk through the explorer in a real browser, timed (prints numbers, saves pictures).
 
-    python bench/explorer_walkthrough.py [--checkpoints checkpoints] [--out bench/results/walkthrough]
+    python -m bench.explorer_walkthrough [--checkpoints checkpoints] [--out bench/results/walkthrough]
 
 Starts the launch command (`python -m genlab.serve`), opens the dashboard's Latent explorer page in
 headless chromium, picks mnist-infogan and steps its categorical slider 0..9, then each continuous
@@ -20,11 +20,9 @@ import time
 import urllib.request
 from pathlib import Path
 
+from tests.support import CHROMIUM, CHROMIUM_ARGS, free_port
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from bench.browser import CHROMIUM, CHROMIUM_ARGS, free_port  # noqa: E402
-
 
 
 def start_server(checkpoints: Path, runs_root: Path, log: Path):

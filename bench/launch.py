@@ -42,7 +42,6 @@ def start_cli(run_dir: Path, args) -> None:
 
 def start_dashboard_way(run_dir: Path, args) -> None:
     """What the dashboard's run manager does: config.json first, then a detached training process."""
-    sys.path.insert(0, str(REPO))
     from genlab import runs
     from genlab.training import make_config
     config = make_config({"model": "dcgan", "dataset": "mnist", "data_root": args.data_root, "steps": args.steps,

@@ -10,7 +10,6 @@ and move its latent. `build_explorer()` returns the Blocks; the dashboard mounts
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import tempfile
 import threading

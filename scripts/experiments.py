@@ -1,14 +1,12 @@
 """Shared by the table scripts: train a run unless it is already finished, then evaluate it."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from genlab import runs                                   # noqa: E402
-from genlab.eval import evaluate_checkpoint, markdown_report, output_paths   # noqa: E402
-from genlab.training import make_config, resume, train    # noqa: E402
+from genlab import runs                                 
+from genlab.eval import evaluate_checkpoint, markdown_report, output_paths 
+from genlab import make_config, resume, train       # builds the evaluator when eval_every > 0  
 
 
 def train_or_reuse(run_dir: Path, train_config: dict, model_config: dict) -> dict:

@@ -3,7 +3,7 @@ MNIST test set (Hungarian-matched), as Chen 2016 measures its 5% error; plus the
 of each category of G(z, c). `--model` takes any registered model with categorical codes it can
 infer (HasCodes); one without them is refused before training.
 
-    python scripts/infogan_seeds.py --data-root ../shared/data --seeds 0 1 2 --steps 5000 \
+    python -m scripts.infogan_seeds --data-root ../shared/data --seeds 0 1 2 --steps 5000 \
         --batch-size 128 --eval-every 250 [--reuse 0=runs/mnist-infogan] [--runs-root runs/infogan-seeds]
 """
 from __future__ import annotations
@@ -12,7 +12,7 @@ import argparse
 import json
 from pathlib import Path
 
-from experiments import evaluate_and_write, mean_std, train_or_reuse
+from scripts.experiments import evaluate_and_write, mean_std, train_or_reuse
 
 from genlab import runs
 from genlab.config import ConfigError

@@ -17,7 +17,7 @@ import dataclasses
 import json
 from pathlib import Path
 
-from experiments import evaluate_and_write, train_or_reuse
+from scripts.experiments import evaluate_and_write, train_or_reuse
 
 from genlab import runs
 from genlab.config import ConfigError

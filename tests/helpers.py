@@ -32,7 +32,7 @@ TINY_MODEL = _tiny_configs()     # {name: tiny config} of the models registered 
 
 
 # ---------------------------------------------------------------- browser tests
-from bench.browser import CHROMIUM, CHROMIUM_ARGS, free_port  # noqa: E402
+from support import CHROMIUM, CHROMIUM_ARGS, free_port  # noqa: F401  (re-exported for the browser tests)
 
 
 

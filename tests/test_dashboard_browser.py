@@ -7,6 +7,8 @@ from genlab import runs
 
 from helpers import CHROMIUM, CHROMIUM_ARGS, serving
 
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
 TINY_RUN = ("model=dcgan&dataset=synthetic&image_size=28&g_channels=4&d_channels=4&z_dim=8&steps=100000"
             "&batch_size=8&log_every=2&sample_every=4&checkpoint_every=1000&device=cpu")
 

@@ -163,7 +163,7 @@ def test_each_model_a_slider_changes_the_image(app, name, change):
 
 
 def test_controls_follow_the_latent_spec(app):
-    client, checkpoints = app["client"], app["checkpoints"]
+    client = app["client"]
     info = select(client, "checkpoints/tiny-infogan")
     assert [u["visible"] for u in info[10:14]] == [True, False, False, False]      # one categorical code
     assert [u["visible"] for u in info[14:17]] == [True, True, False]               # two continuous codes

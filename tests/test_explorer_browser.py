@@ -7,6 +7,8 @@ import pytest
 from helpers import CHROMIUM, CHROMIUM_ARGS, serving
 from test_explorer import write_checkpoint
 
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
 EXPLORER_PAGE = "/Latent_explorer"                 # pages/3_Latent_explorer.py embeds /explorer/
 
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Export trained MNIST runs into checkpoints/: fp16 inference weights, a sample grid and a model card.
 
-    python tools/export_checkpoints.py --runs runs --out checkpoints [--log train_all.log] [--data-root ../shared/data]
+    python -m tools.export_checkpoints --runs runs --out checkpoints [--log train_all.log] [--data-root ../shared/data]
 
 For each registered model with a run RUNS/mnist-<model> (or the folder given by --run MODEL=DIR):
     OUT/mnist-<model>.safetensors   genlab.export_checkpoint(run, ..., half=True, drop=<the model's
@@ -18,17 +18,15 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import re
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import genlab  # noqa: E402
-from genlab.checkpoint import read_checkpoint  # noqa: E402
-from genlab import runs  # noqa: E402
-from genlab.config import TrainConfig  # noqa: E402
-from genlab.hub import capabilities, grid_rows, latent_description, sample_grid_png  # noqa: E402
-from genlab.models import MODELS, HasCodes, HasLikelihood, get_model_class, has_classes  # noqa: E402
+import genlab
+from genlab.checkpoint import read_checkpoint
+from genlab import runs
+from genlab.config import TrainConfig
+from genlab.hub import capabilities, grid_rows, latent_description, sample_grid_png
+from genlab.models import MODELS, HasCodes, HasLikelihood, get_model_class, has_classes
 
 SHOWS_MARK = "## What it shows"
 DATA_FIELDS = {"channels", "image_size", "num_classes"}          # model fields the data set sets

@@ -1,4 +1,8 @@
-"""What the browser benchmarks and tests share: Debian's chromium, its flags, a free local port."""
+"""What the browser tests and the browser benchmarks share: Debian's chromium, its flags, a free local port.
+
+bench/ imports this module (`from tests.support import ...`, run from the repository root); tests never
+import bench/.
+"""
 import shutil
 import socket
 
