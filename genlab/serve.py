@@ -26,12 +26,13 @@ QUEUE_IDLE_POLL_S = 0.02
 PLOTLY_JS_ROUTE = "/genlab-assets/plotly.min.js"
 
 
-def explorer_routes(blocks) -> tuple[list, object]:
+def explorer_routes(blocks, max_file_size=None) -> tuple[list, object]:
     """Starlette routes serving `blocks` at /explorer, and the ASGI app whose lifespan must run."""
     import fastapi
     import gradio as gr
     shell = fastapi.FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
-    gr.mount_gradio_app(shell, blocks, path=EXPLORER_PATH, footer_links=["api"], run_history=False)
+    gr.mount_gradio_app(shell, blocks, path=EXPLORER_PATH, footer_links=["api"], run_history=False,
+                        max_file_size=max_file_size)          # Gradio refuses larger uploads itself
     mounts = [route for route in shell.routes if getattr(route, "path", None) == EXPLORER_PATH]
     # Gradio's idle queue polls every 1 ms (about 5% of a core here, taken from training on a small
     # machine); 20 ms between polls keeps events prompt and the idle cost near zero.
@@ -43,13 +44,14 @@ def explorer_routes(blocks) -> tuple[list, object]:
 
 
 def build_app(settings: Settings, explorer=None):
-    """The st.App for app.py with the explorer (default: genlab.explorer.build_explorer()) at /explorer."""
+    """The st.App for app.py with the explorer (default: genlab.explorer.build_explorer(settings)) at /explorer."""
     import streamlit as st
     from starlette.routing import Route
     if explorer is None:
         from .explorer import build_explorer
-        explorer = build_explorer(checkpoints_dir=settings.checkpoints_dir, runs_root=settings.runs_root)
-    routes, shell = explorer_routes(explorer)
+        explorer = build_explorer(settings)                    # listed entries, caps of public mode
+    from .explorer import launch_kwargs
+    routes, shell = explorer_routes(explorer, **launch_kwargs(settings))
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
