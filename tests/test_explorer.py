@@ -255,6 +255,7 @@ def unlisted_values(app):
             "runs/..", "hf:///etc", "hf://../../etc/x"]
 
 
+@pytest.mark.slow
 def test_unlisted_values_get_one_neutral_message_on_every_endpoint(app):
     from gradio_client.exceptions import AppError
     from genlab.explorer import UNKNOWN_MODEL

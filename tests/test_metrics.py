@@ -295,6 +295,7 @@ def test_class_accuracy_asks_the_model_for_the_classes_it_scores(toys):
 
 # ---------------------------------------------------------------- with the shipped judge and real MNIST
 
+@pytest.mark.slow
 @pytest.mark.data
 def test_shipped_judge_is_accurate_and_real_vs_real_fid_is_small(mnist_data_root):
     from genlab.config import TrainConfig
@@ -338,6 +339,7 @@ def eval_round_trip(name: str, tmp_path, data_root):
     return results
 
 
+@pytest.mark.slow
 @pytest.mark.data
 def test_eval_command_end_to_end_on_a_tiny_run_with_codes(tmp_path, mnist_data_root):
     """A model with categorical codes gets the most metrics: the code accuracy and purity besides FID."""

@@ -27,6 +27,7 @@ def wait_until_inactive(run_dir: Path) -> dict:
                     what="the training process to end")
 
 
+@pytest.mark.slow
 def test_start_watch_stop_resume_delete(tmp_path):
     root = tmp_path / "runs"
     settings = Settings(runs_root=root)
@@ -63,6 +64,7 @@ def test_start_watch_stop_resume_delete(tmp_path):
     assert not run_dir.exists()
 
 
+@pytest.mark.slow
 def test_a_failing_run_is_reported_with_its_error_and_can_be_resumed(tmp_path):
     config = {"train": dict(TINY["train"], dataset="mnist", data_root=str(tmp_path / "no-mnist-here")),
               "model": TINY["model"]}

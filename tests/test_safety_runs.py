@@ -108,6 +108,7 @@ def test_status_records_the_process_identity(tmp_path):
 
 
 # ---------------------------------------------------------------- one writer per run
+@pytest.mark.slow
 def test_a_second_resume_of_a_running_run_is_refused_naming_the_holder(tmp_path):
     """Two real training processes on one folder: `python -m genlab.runner` twice, then train.py --resume."""
     run = tmp_path / "run"
@@ -149,6 +150,7 @@ def test_leftover_temporary_files_are_cleaned_on_the_next_start(tmp_path):
     assert not any(path.exists() for path in leftovers)
 
 
+@pytest.mark.slow
 def test_a_kill_during_start_up_leaves_an_interrupted_run_that_resumes(tmp_path):
     """kill -9 of the training process at once and after a moment; and of the launcher mid-folder."""
     root = tmp_path / "runs"
@@ -171,6 +173,7 @@ def test_a_kill_during_start_up_leaves_an_interrupted_run_that_resumes(tmp_path)
     assert not half_made.exists()                                        # cleaned by the next start
 
 
+@pytest.mark.slow
 def test_random_kill_9_leaves_interrupted_runs_that_resume_bit_exactly(tmp_path):
     """Crash safety stays: a killed run shows as interrupted and, resumed, equals a straight run."""
     config = tiny_config("dcgan", steps=200, log_every=2, sample_every=100, checkpoint_every=2)
@@ -331,6 +334,7 @@ def test_each_visitor_controls_only_their_own_runs(tmp_path):
     assert not run.exists()
 
 
+@pytest.mark.slow
 def test_oldest_finished_public_runs_are_evicted_never_a_running_one(tmp_path):
     root = tmp_path / "runs"
     settings = public(root, max_stored_runs=4)
@@ -361,6 +365,7 @@ def test_oldest_finished_public_runs_are_evicted_never_a_running_one(tmp_path):
         holder.wait()
 
 
+@pytest.mark.slow
 def test_stop_escalates_to_sigkill_and_delete_ends_the_process_first(tmp_path):
     """A process that ignores SIGTERM and never reads STOP (a very long step)."""
     root = tmp_path / "runs"
@@ -384,6 +389,7 @@ def test_stop_escalates_to_sigkill_and_delete_ends_the_process_first(tmp_path):
         stubborn.wait()
 
 
+@pytest.mark.slow
 def test_a_run_stops_itself_at_the_wall_clock_limit(tmp_path):
     root = tmp_path / "runs"
     settings = Settings(runs_root=root, limits=PublicLimits(max_run_seconds=1.0))
@@ -393,6 +399,7 @@ def test_a_run_stops_itself_at_the_wall_clock_limit(tmp_path):
     assert runs.read_status(run)["state"] == "stopped" and runs.checkpoint_path(run).exists()
 
 
+@pytest.mark.slow
 def test_a_step_that_outlasts_the_wall_clock_limit_ends_the_process(tmp_path):
     """A training step that never ends: the process marks the run stopped and exits after limit + grace
     (the limit leaves start-up time, so the hanging step is what outlasts it)."""
