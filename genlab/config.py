@@ -7,6 +7,7 @@ particular model.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,6 +62,8 @@ def validate(config) -> None:
         if expected is bool and not isinstance(value, bool) or \
                 expected is not bool and (isinstance(value, bool) or not isinstance(value, expected)):
             raise ConfigError(f"{type(config).__name__}.{name} must be {expected.__name__}, got {value!r}")
+        if isinstance(value, float) and not math.isfinite(value):     # NaN passes every comparison
+            raise ConfigError(f"{type(config).__name__}.{name} must be a finite number, got {value!r}")
         if spec["choices"] is not None and value not in spec["choices"]:
             raise ConfigError(f"{type(config).__name__}.{name} must be one of "
                               f"{', '.join(map(str, spec['choices']))}; got {value!r}")

@@ -16,6 +16,8 @@ from genlab.config import field_specs
     ({"model": "infogan"}, {"categories": 1}, "categories must be >= 2"),
     ({"model": "vae"}, {"binarize": "yes"}, "binarize must be bool"),
     ({"lr": 1.0}, {}, "unknown TrainConfig field"),
+    ({"model": "dcgan"}, {"lr_g": float("nan")}, "lr_g must be a finite number"),
+    ({"model": "dcgan"}, {"r1_gamma": float("inf")}, "r1_gamma must be a finite number"),
 ])
 def test_invalid_configs_are_refused(train, model, message):
     with pytest.raises(ConfigError, match=message):

@@ -307,3 +307,18 @@ def test_the_sample_grid_is_the_same_every_time_and_leaves_training_mode(tmp_pat
         save_grid(model, torch.Generator().manual_seed(5), tmp_path / f"grid{n}.png")
     assert model.training
     assert (tmp_path / "grid1.png").read_bytes() == (tmp_path / "grid2.png").read_bytes()
+
+
+def test_a_resumed_run_keeps_its_step_while_it_starts(tmp_path, monkeypatch):
+    """Every status a resumed run writes keeps its step (a watcher saw it drop to 0 while loading)."""
+    run = tmp_path / "run"
+    train(tiny_config("dcgan", steps=4), run)
+    written, write_status = [], runs.write_status
+
+    def recording(run_dir, state, **fields):                 # the real write, remembered
+        status = write_status(run_dir, state, **fields)
+        written.append((state, status["step"]))
+        return status
+    monkeypatch.setattr(runs, "write_status", recording)
+    genlab.resume(run, steps=6)
+    assert written[0] == ("starting", 4) and min(step for _, step in written) == 4

@@ -88,7 +88,8 @@ def _run_main(config, tc: TrainConfig, data, device, bf16: bool, prepared: Prepa
               group: distributed.Distributed, should_stop, on_event, evaluator) -> dict:
     """The writing process's run: a failure (a full disk included) ends in a 'failed' status saying why."""
     run_dir = prepared.run_dir
-    runs.write_status(run_dir, "starting", step=0, total_steps=tc.steps, error=None, started=time.time(),
+    step = {} if prepared.resume else {"step": 0}       # a resumed run shows its step until restored
+    runs.write_status(run_dir, "starting", **step, total_steps=tc.steps, error=None, started=time.time(),
                       device=str(device), world_size=group.world_size)
     try:
         return _run(config, tc, data, device, bf16, prepared, group, should_stop, on_event, evaluator)
