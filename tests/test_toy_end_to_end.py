@@ -5,6 +5,8 @@ gradio_client against an in-process explorer (so the test's registration applies
 and loaded back. One module-scoped run feeds every test; the toy is registered for the whole module."""
 import importlib.util
 import math
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -166,3 +168,38 @@ def test_saved_for_the_hub_and_loaded_back_gives_identical_samples(run, tmp_path
     assert loaded.name == toy_model.NAME and not loaded.training
     assert torch.equal(samples(genlab.load(run)), samples(loaded))
     assert not isinstance(loaded, HasEncoder)
+
+
+# ---------------------------------------------------------------- no model named outside the models
+NAME_LITERAL = re.compile(r"""(['"])(gan|dcgan|cgan|infogan|vae)\1""")
+SCANNED = ["genlab/metrics", "genlab/eval.py", "genlab/explorer.py", "genlab/latent.py", "genlab/hub.py",
+           "genlab/runner.py", "genlab/training", "tools/export_checkpoints.py", "bench", "tests"]
+# Tests about one paper's model (its networks, losses or shipped file) may name it.
+ABOUT_ONE_MODEL = {"tests/test_models.py", "tests/test_losses.py", "tests/test_checkpoints.py",
+                   "tests/distributed_worker.py"}    # hooks DCGAN's Generator/Discriminator classes to compare ranks
+# A benchmark's command-line default: the model its published numbers were measured on; any model can be named.
+CLI_DEFAULT = re.compile(r"""add_argument\("--model", default="dcgan"[,)]""")
+
+
+def scanned_files() -> list[Path]:
+    files = []
+    for entry in SCANNED:
+        path = REPO / entry
+        files += sorted(path.rglob("*.py")) if path.is_dir() else [path]
+    return [f for f in files if f.relative_to(REPO).as_posix() not in ABOUT_ONE_MODEL
+            and f != Path(__file__).resolve()]                    # this file spells the names it looks for
+
+
+def test_no_registered_model_is_named_outside_the_models():
+    found = [f"{file.relative_to(REPO)}:{number}: {line.strip()}"
+             for file in scanned_files() for number, line in enumerate(file.read_text().splitlines(), 1)
+             if NAME_LITERAL.search(line) and not CLI_DEFAULT.search(line)]
+    assert not found, "choose by capability (tests: tests/picks.py), not by name:\n" + "\n".join(found)
+
+
+def test_the_name_scan_finds_a_quoted_name_and_allows_only_a_cli_default():
+    assert NAME_LITERAL.search('if model_name == "vae":') and NAME_LITERAL.search("build('cgan')")
+    assert not NAME_LITERAL.search('"live-dcgan"') and not NAME_LITERAL.search("dcgan_loss")
+    assert CLI_DEFAULT.search('parser.add_argument("--model", default="dcgan")')
+    assert not CLI_DEFAULT.search('config = {"model": "dcgan"}')
+    assert len(scanned_files()) > 40
