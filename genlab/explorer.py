@@ -544,7 +544,8 @@ def build_explorer(settings: Settings | str | Path | None = None, runs_root: str
             picture, timing = render(entry, values, None)
             run_active = listed.path is not None and listed.path.is_dir() and is_active(read_status(listed.path))
             return (describe(entry), *z_updates, label_update, *cat_updates, *cont_updates,
-                    gr.update(choices=axes, value=axes[0] if axes else None), gr.update(choices=["seeds"] + axes, value="seeds"),
+                    gr.update(choices=axes, value=axes[0] if axes else None),
+                    gr.update(choices=["seeds"] + axes, value="seeds"),
                     gr.update(visible=hasattr(entry.model, "encode")), None, picture, timing,
                     gr.update(value=run_active))
 

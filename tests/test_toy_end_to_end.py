@@ -131,6 +131,22 @@ def pixels(path) -> np.ndarray:
     return np.asarray(Image.open(path)).astype(int)
 
 
+def test_an_image_shaped_latent_is_seeded_and_slerped_whole_without_per_dimension_controls():
+    from genlab import latent as L
+    from genlab.models import LatentSpec
+    spec = LatentSpec(z_dim=2 * 4 * 4, z_shape=(2, 4, 4))
+    assert L.z_sliders(spec) == 0 and L.sweep_axes(spec) == []
+    with pytest.raises(ValueError, match="no latent axis z"):
+        L.check_axis(spec, L.Axis("z", 0))
+    latents = L.compose_latents(spec, 3, z_head=[9.0, 9.0])                   # the head is ignored
+    assert latents["z"].shape == (1, 2, 4, 4) and torch.equal(latents["z"], L.prior_latents(spec, 3)["z"])
+    a, b = L.prior_latents(spec, 1)["z"], L.prior_latents(spec, 2)["z"]
+    b = b / b.norm() * a.norm()
+    middle = L.slerp(a, b, 0.5)
+    assert middle.shape == a.shape and abs(middle.norm() - a.norm()) < 1e-4      # on the sphere of the whole z
+    assert L.interpolation_latents({"z": a}, b, 5)["z"].shape == (5, 2, 4, 4)
+
+
 def test_the_explorer_lists_and_renders_the_toy_by_seed_without_z_sliders(explorer):
     from gradio_client.exceptions import AppError
     from test_explorer import controls
