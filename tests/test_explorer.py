@@ -18,8 +18,9 @@ from genlab.models import MODELS, build_model
 from genlab.models.base import LatentSpec
 from picks import CONDITIONAL, GAN_PAIR, WITH_CODES, WITH_ENCODER
 
-# Every registered model from its own tiny config, with one z slider per dimension (MAX_Z_SLIDERS = 8).
-TINY = {name: dict(MODELS[name].tiny, **({"z_dim": 8} if "z_dim" in MODELS[name].tiny else {}))
+# Every registered model from its own tiny config, with twice as many z dims as sliders (MAX_Z_SLIDERS = 8),
+# so the seed draws the dims without one.
+TINY = {name: dict(MODELS[name].tiny, **({"z_dim": 16} if "z_dim" in MODELS[name].tiny else {}))
         for name in sorted(MODELS)}
 
 
@@ -337,7 +338,7 @@ def test_cache_loads_a_real_checkpoint_and_counts_its_bytes(tmp_path):
     cache = ModelCache()
     got = cache.get(Entry("checkpoints/v", "v", tmp_path / "v.safetensors"))
     weights = sum(p.numel() * p.element_size() for p in got.model.parameters())
-    assert got.nbytes >= weights > 0 and got.spec.z_dim == 8
+    assert got.nbytes >= weights > 0 and got.spec.z_dim == TINY[WITH_ENCODER]["z_dim"]
     assert cache.get(Entry("checkpoints/v", "v", tmp_path / "v.safetensors")) is got
 
 
