@@ -32,7 +32,7 @@ def run_speed(run_dir: Path) -> float:
 
 
 def start_cli(run_dir: Path, args) -> None:
-    command = [sys.executable, "train.py", "--model", "dcgan", "--dataset", "mnist", "--data-root", args.data_root,
+    command = [sys.executable, "train.py", "--model", args.model, "--dataset", "mnist", "--data-root", args.data_root,
                "--steps", str(args.steps), "--batch-size", str(args.batch), "--log-every", str(args.log_every),
                "--run-dir", str(run_dir)]
     with open(run_dir.parent / f"{run_dir.name}.log", "wb") as log:
@@ -44,7 +44,7 @@ def start_dashboard_way(run_dir: Path, args) -> None:
     """What the dashboard's run manager does: config.json first, then a detached training process."""
     from genlab import runs
     from genlab.training import make_config
-    config = make_config({"model": "dcgan", "dataset": "mnist", "data_root": args.data_root, "steps": args.steps,
+    config = make_config({"model": args.model, "dataset": "mnist", "data_root": args.data_root, "steps": args.steps,
                           "batch_size": args.batch, "log_every": args.log_every}, {})
     run_dir.mkdir(parents=True)
     runs.atomic_write_json(run_dir / "config.json", config)
@@ -60,6 +60,7 @@ def start_dashboard_way(run_dir: Path, args) -> None:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.launch", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="dcgan", help="Any registered model (default: the one measured in docs).")
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--log-every", type=int, default=10)
     parser.add_argument("--batch", type=int, default=64)

@@ -259,7 +259,7 @@ class Controls:
                    values[z_end:cat_end], values[cat_end:cat_end + MAX_CONTINUOUS])
 
     def latents(self, spec: L.LatentSpec, z_base=None) -> dict:
-        n_head = min(MAX_Z_SLIDERS, spec.z_dim)
+        n_head = min(MAX_Z_SLIDERS, L.z_sliders(spec))
         return L.compose_latents(spec, self.seed, self.z_head[:n_head], z_base, self.label,
                                  self.cat, self.cont)
 
@@ -268,7 +268,8 @@ def describe(entry: Loaded) -> str:
     """A short Markdown description of a loaded model and its latent space."""
     h, spec = entry.header, entry.spec
     train = h.get("train_config") or {}
-    parts = [f"z: {spec.z_dim} dims ({spec.z_prior} prior)"]
+    shape = f"{spec.z_dim} dims" if spec.is_vector else f"{' x '.join(map(str, spec.z_shape))}, by seed only"
+    parts = [f"z: {shape} ({spec.z_prior} prior)"]
     if spec.num_classes:
         parts.append(f"class: {spec.num_classes} values")
     if spec.categorical:
@@ -418,7 +419,7 @@ def build_explorer(settings: Settings | str | Path | None = None, runs_root: str
 
     def z_head_values(entry: Loaded, seed, encoded):
         z = torch.as_tensor(encoded) if encoded is not None else L.prior_latents(entry.spec, seed)["z"][0]
-        head = [round(float(v), 3) for v in z[:MAX_Z_SLIDERS]]
+        head = [round(float(v), 3) for v in z.flatten()[:min(MAX_Z_SLIDERS, L.z_sliders(entry.spec))]]
         return head + [0.0] * (MAX_Z_SLIDERS - len(head))
 
     def encoded_of(entry: Loaded, value):
@@ -527,7 +528,7 @@ def build_explorer(settings: Settings | str | Path | None = None, runs_root: str
             spec = entry.spec
             low, high = L.z_range(spec)
             head = z_head_values(entry, seed_value or 0, None)
-            z_updates = [gr.update(visible=i < spec.z_dim, minimum=low, maximum=high, value=head[i])
+            z_updates = [gr.update(visible=i < L.z_sliders(spec), minimum=low, maximum=high, value=head[i])
                          for i in range(MAX_Z_SLIDERS)]
             label_update = gr.update(visible=bool(spec.num_classes), value=0,
                                      choices=[(str(k), k) for k in range(max(spec.num_classes, 1))])
@@ -542,7 +543,8 @@ def build_explorer(settings: Settings | str | Path | None = None, runs_root: str
             picture, timing = render(entry, values, None)
             run_active = listed.path is not None and listed.path.is_dir() and is_active(read_status(listed.path))
             return (describe(entry), *z_updates, label_update, *cat_updates, *cont_updates,
-                    gr.update(choices=axes, value=axes[0]), gr.update(choices=["seeds"] + axes, value="seeds"),
+                    gr.update(choices=axes, value=axes[0] if axes else None),
+                    gr.update(choices=["seeds"] + axes, value="seeds"),
                     gr.update(visible=hasattr(entry.model, "encode")), None, picture, timing,
                     gr.update(value=run_active))
 

@@ -39,6 +39,11 @@ def parse_axis(name: str) -> Axis:
     return Axis(kind, int(rest[:-1]))
 
 
+def z_sliders(spec: LatentSpec) -> int:
+    """How many z coordinates get a control: all of a vector z, none of a z of any other shape."""
+    return spec.z_dim if spec.is_vector else 0
+
+
 def z_range(spec: LatentSpec) -> tuple[float, float]:
     """Slider range of one z coordinate: +-3 sigma for a normal prior, [-1, 1] for a uniform one."""
     return (-Z_SPAN_NORMAL, Z_SPAN_NORMAL) if spec.z_prior == "normal" else (-1.0, 1.0)
@@ -56,11 +61,12 @@ def axis_range(spec: LatentSpec, axis: Axis) -> tuple[float, float]:
 
 
 def sweep_axes(spec: LatentSpec, z_axes: int = 8) -> list[Axis]:
-    """The axes a sweep offers: class, each categorical and continuous code, then the first z's."""
+    """The axes a sweep offers: class, each categorical and continuous code, then the first z's (only of a
+    vector z: one coordinate of an image-shaped z is one noise pixel)."""
     axes = [Axis("y")] if spec.num_classes else []
     axes += [Axis("cat", i) for i in range(len(spec.categorical))]
     axes += [Axis("cont", i) for i in range(spec.continuous)]
-    axes += [Axis("z", i) for i in range(min(z_axes, spec.z_dim))]
+    axes += [Axis("z", i) for i in range(min(z_axes, z_sliders(spec)))]
     return axes
 
 
@@ -74,7 +80,7 @@ def axis_values(spec: LatentSpec, axis: Axis, steps: int) -> list[float]:
 
 def check_axis(spec: LatentSpec, axis: Axis) -> None:
     """Refuse an axis the model does not have, naming the ones it has."""
-    valid = {"y": spec.num_classes > 0 and axis.index == 0, "z": axis.index < spec.z_dim,
+    valid = {"y": spec.num_classes > 0 and axis.index == 0, "z": axis.index < z_sliders(spec),
              "cat": axis.index < len(spec.categorical), "cont": axis.index < spec.continuous}
     if not valid.get(axis.kind, False):
         names = ", ".join(a.name for a in sweep_axes(spec, spec.z_dim))
@@ -93,9 +99,9 @@ def compose_latents(spec: LatentSpec, seed: int, z_head=(), z_base=None, label=N
     `z_head`; class, categorical and continuous codes from the controls (or the prior)."""
     latents = prior_latents(spec, seed)
     if z_base is not None:
-        latents["z"] = torch.as_tensor(z_base, dtype=torch.float32).reshape(1, spec.z_dim).clone()
-    head = torch.as_tensor(list(z_head)[:spec.z_dim], dtype=torch.float32)
-    latents["z"][0, :len(head)] = head
+        latents["z"] = torch.as_tensor(z_base, dtype=torch.float32).reshape(1, *spec.z_shape).clone()
+    head = torch.as_tensor(list(z_head)[:z_sliders(spec)], dtype=torch.float32)
+    latents["z"].view(1, -1)[0, :len(head)] = head                 # no head for a z of another shape
     if spec.num_classes and label is not None:                    # out-of-range values are clamped
         latents["y"] = torch.tensor([min(max(int(label), 0), spec.num_classes - 1)])
     if spec.categorical and cat is not None:
@@ -195,7 +201,10 @@ def set_axis_row(latents: dict, row: int, axis: Axis, value: float) -> None:
 # ---------------------------------------------------------------- interpolation
 def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
     """Spherical interpolation (Shoemake 1985; White 2016 for GAN latents):
-    sin((1-t) omega)/sin(omega) a + sin(t omega)/sin(omega) b, omega the angle between a and b."""
+    sin((1-t) omega)/sin(omega) a + sin(t omega)/sin(omega) b, omega the angle between a and b.
+    a, b: (B, *z_shape); a z of any shape is slerped as one flat vector per row."""
+    if a.dim() > 2:
+        return slerp(a.flatten(1), b.flatten(1), t).view(a.shape)
     a_unit, b_unit = a / a.norm(dim=-1, keepdim=True), b / b.norm(dim=-1, keepdim=True)
     omega = torch.arccos((a_unit * b_unit).sum(-1, keepdim=True).clamp(-1.0, 1.0))   # (..., 1)
     so = torch.sin(omega)
@@ -209,7 +218,7 @@ def interpolation_latents(start: dict, end_z: torch.Tensor, frames: int) -> dict
     frames = max(2, int(frames))
     batch = repeat_latents(start, frames)
     ts = np.linspace(0.0, 1.0, frames)
-    batch["z"] = torch.cat([slerp(start["z"], end_z, float(t)) for t in ts])          # (frames, z_dim)
+    batch["z"] = torch.cat([slerp(start["z"], end_z, float(t)) for t in ts])          # (frames, *z_shape)
     return batch
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def tiny_config(model: str = "dcgan", model_fields: dict | None = None, **train):
+def tiny_config(model: str, model_fields: dict | None = None, **train):
     """A run config on the synthetic set with the model's own `tiny` config (plus `model_fields`)."""
     from genlab import make_config
     from genlab.models import MODELS

@@ -11,18 +11,19 @@ from genlab.models import build_model
 from genlab.training import train
 
 from helpers import TINY_MODEL, tiny_config
+from picks import GAN_PAIR, ONE_NETWORK, WITH_CODES
 
 
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):
     run = tmp_path_factory.mktemp("ckpt") / "run"
-    train(tiny_config("infogan", steps=2), run)
+    train(tiny_config(WITH_CODES, steps=2), run)
     return run
 
 
 def test_load_from_run_folder_and_file(trained_run):
     model = genlab.load(trained_run)
-    assert model.name == "infogan" and not model.training
+    assert model.name == WITH_CODES and not model.training
     same = genlab.load(runs.checkpoint_path(trained_run))
     z = model.sample_latents(3, torch.Generator().manual_seed(0))
     assert torch.equal(model.generate(**z), same.generate(**z))
@@ -30,7 +31,7 @@ def test_load_from_run_folder_and_file(trained_run):
 
 def test_checkpoint_holds_only_plain_tensors_and_a_json_header(trained_run):
     header, tensors = read_checkpoint(trained_run)
-    assert header["step"] == 2 and header["model"] == "infogan"
+    assert header["step"] == 2 and header["model"] == WITH_CODES
     assert json.dumps(header)                                      # JSON-able
     assert all(isinstance(t, torch.Tensor) for t in tensors.values())
     assert any(k.startswith("optim.generator.") for k in tensors)
@@ -76,15 +77,15 @@ def test_foreign_safetensors_file_is_refused(tmp_path):
 
 
 def test_mismatched_weights_are_refused(tmp_path):
-    model = build_model("dcgan", TINY_MODEL["dcgan"])
-    bigger = dict(TINY_MODEL["dcgan"], g_channels=16)
+    model = build_model(GAN_PAIR, TINY_MODEL[GAN_PAIR])
+    bigger = dict(TINY_MODEL[GAN_PAIR], g_channels=16)
     save_checkpoint(tmp_path / "m.safetensors", model, {"model_config": dict(vars(model.config), **bigger)})
     with pytest.raises(CheckpointError, match="do not match"):
         genlab.load(tmp_path / "m.safetensors")
 
 
 def test_unknown_model_in_header_is_refused(tmp_path):
-    model = build_model("vae", TINY_MODEL["vae"])
+    model = build_model(ONE_NETWORK, TINY_MODEL[ONE_NETWORK])
     save_checkpoint(tmp_path / "m.safetensors", model, {})
     from safetensors import safe_open
     from safetensors.torch import save_file
@@ -114,7 +115,7 @@ def rewrite(source, destination, header=None, tensors=None, metadata=None):
 @pytest.fixture
 def small_checkpoint(tmp_path):
     path = tmp_path / "small.safetensors"
-    save_checkpoint(path, build_model("dcgan", TINY_MODEL["dcgan"]), {"step": 3})
+    save_checkpoint(path, build_model(GAN_PAIR, TINY_MODEL[GAN_PAIR]), {"step": 3})
     return path
 
 
@@ -134,7 +135,7 @@ def test_save_writes_a_checksum_that_load_verifies(small_checkpoint, tmp_path):
 def test_files_without_a_checksum_still_load(small_checkpoint, tmp_path):
     old = rewrite(small_checkpoint, tmp_path / "old.safetensors",
                   header=lambda h: {k: v for k, v in h.items() if k != "checksum"})
-    assert genlab.load(old).name == "dcgan"
+    assert genlab.load(old).name == GAN_PAIR
 
 
 def test_shipped_checkpoints_load():
@@ -188,7 +189,7 @@ def test_a_tiny_file_asking_for_a_huge_model_is_refused_from_its_header(small_ch
     from genlab.checkpoint import read_header
     huge = dict(g_channels=512, d_channels=512, fc_width=8192, q_width=4096, image_size=64, channels=3)
     bad = rewrite(small_checkpoint, tmp_path / "huge.safetensors",
-                  header=lambda h: dict(h, model="infogan", model_config=huge))
+                  header=lambda h: dict(h, model=WITH_CODES, model_config=huge))
     assert bad.stat().st_size < 100_000
     with pytest.raises(CheckpointError, match=r"has 1,4\d\d,\d{3},\d{3} parameters; at most 200,000,000"):
         read_header(bad)

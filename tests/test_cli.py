@@ -14,6 +14,7 @@ from genlab import MODELS, runs
 from genlab.checkpoint import read_checkpoint
 from genlab.cli import main
 from genlab.settings import Settings
+from picks import CONDITIONAL, GAN_PAIR, ONE_NETWORK, WITH_CODES
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["--z-dim", "8", "--g-channels", "8", "--d-channels", "8"]
@@ -28,14 +29,14 @@ def genlab_cli(capsys, *argv, settings=None):
 
 
 def tiny_vae_run(capsys, run, steps=1):
-    code, _, err = genlab_cli(capsys, "train", "--model", "vae", "--dataset", "synthetic", "--steps", steps,
+    code, _, err = genlab_cli(capsys, "train", "--model", ONE_NETWORK, "--dataset", "synthetic", "--steps", steps,
                               "--device", "cpu", "--run-dir", run, "--no-progress", *TINY_VAE)
     assert code == 0, err
 
 
 def test_train_then_resume(tmp_path, capsys):
     run = tmp_path / "run"
-    code, _, err = genlab_cli(capsys, "train", "--model", "cgan", "--dataset", "synthetic", "--steps", 4,
+    code, _, err = genlab_cli(capsys, "train", "--model", CONDITIONAL, "--dataset", "synthetic", "--steps", 4,
                               "--batch-size", 8, "--log-every", 2, "--sample-every", 2, "--device", "cpu",
                               "--run-dir", run, "--no-progress", *TINY)
     assert code == 0, err
@@ -53,13 +54,13 @@ def test_train_then_resume(tmp_path, capsys):
 
 def test_new_runs_go_under_the_settings_roots(tmp_path, capsys):
     settings = Settings(runs_root=tmp_path / "runs", data_root=tmp_path / "data")
-    code, _, err = genlab_cli(capsys, "train", "--model", "vae", "--dataset", "synthetic", "--steps", 1,
+    code, _, err = genlab_cli(capsys, "train", "--model", ONE_NETWORK, "--dataset", "synthetic", "--steps", 1,
                               "--device", "cpu", "--no-progress", *TINY_VAE, settings=settings)
     assert code == 0, err
     (folder,) = (tmp_path / "runs").iterdir()
     assert folder.name.endswith("-vae-synthetic")
     assert json.loads((folder / "config.json").read_text())["train"]["data_root"] == str(tmp_path / "data")
-    code, _, err = genlab_cli(capsys, "train", "--model", "vae", "--dataset", "synthetic", "--steps", 1,
+    code, _, err = genlab_cli(capsys, "train", "--model", ONE_NETWORK, "--dataset", "synthetic", "--steps", 1,
                               "--device", "cpu", "--no-progress", "--runs-root", tmp_path / "other", *TINY_VAE,
                               settings=settings)
     assert code == 0 and len(list((tmp_path / "other").iterdir())) == 1       # a flag wins over the settings
@@ -68,7 +69,7 @@ def test_new_runs_go_under_the_settings_roots(tmp_path, capsys):
 def test_list_models_and_help(capsys):
     code, out, _ = genlab_cli(capsys, "train", "--list-models")
     assert code == 0 and [line.split()[0] for line in out.splitlines()] == sorted(MODELS)
-    code, out, _ = genlab_cli(capsys, "train", "--model", "infogan", "--help")
+    code, out, _ = genlab_cli(capsys, "train", "--model", WITH_CODES, "--help")
     assert code == 0
     for flag in ["--lambda-cat", "--continuous-codes", "--r1-gamma", "--loss", "--steps", "--resume", "--debug"]:
         assert flag in out
@@ -90,16 +91,16 @@ def test_user_errors_are_one_line_and_exit_code_2_before_any_work(tmp_path, caps
     settings = Settings(runs_root=tmp_path / "runs", data_root=tmp_path / "data")
     for argv, message in [
         (["nonsense"], "unknown command 'nonsense'"),
-        (["train", "--model", "dcgan", "--bogus", "1"], "unrecognized arguments: --bogus"),
+        (["train", "--model", GAN_PAIR, "--bogus", "1"], "unrecognized arguments: --bogus"),
         (["train", "--model", "nope"], "unknown model 'nope'"),
-        (["train", "--model", "dcgan", "--loss", "wgan"], "invalid choice: 'wgan'"),
-        (["train", "--model", "dcgan", "--r1-gamma", "-2"], "r1_gamma must be >= 0"),
-        (["train", "--model", "dcgan", "--steps", "many"], "invalid int value"),
-        (["train", "--model", "gan", "--categories", "3"], "unrecognized arguments: --categories"),
-        (["train", "--model", "dcgan", "--dataset", "mnist", "--data-root", tmp_path / "nodata"], "MNIST is not in"),
-        (["train", "--model", "dcgan", "--dataset", "imagefolder", "--data-path", tmp_path / "missing"],
+        (["train", "--model", GAN_PAIR, "--loss", "wgan"], "invalid choice: 'wgan'"),
+        (["train", "--model", GAN_PAIR, "--r1-gamma", "-2"], "r1_gamma must be >= 0"),
+        (["train", "--model", GAN_PAIR, "--steps", "many"], "invalid int value"),
+        (["train", "--model", GAN_PAIR, "--categories", "3"], "unrecognized arguments: --categories"),
+        (["train", "--model", GAN_PAIR, "--dataset", "mnist", "--data-root", tmp_path / "nodata"], "MNIST is not in"),
+        (["train", "--model", GAN_PAIR, "--dataset", "imagefolder", "--data-path", tmp_path / "missing"],
          "no images (.jpg, .png, ...) found under"),
-        (["train", "--model", "dcgan", "--dataset", "synthetic", "--device", "cpu", "--amp", "bf16"],
+        (["train", "--model", GAN_PAIR, "--dataset", "synthetic", "--device", "cpu", "--amp", "bf16"],
          "amp 'bf16' is for CUDA"),
         (["train", "--resume", tmp_path / "nothing"], "not a run folder"),
         (["resume", tmp_path / "nothing"], "not a run folder"),
@@ -113,7 +114,7 @@ def test_user_errors_are_one_line_and_exit_code_2_before_any_work(tmp_path, caps
 def test_a_taken_run_folder_is_refused(tmp_path, capsys):
     run = tmp_path / "run"
     tiny_vae_run(capsys, run)
-    assert "already holds a run" in refused(capsys, "train", "--model", "vae", "--dataset", "synthetic",
+    assert "already holds a run" in refused(capsys, "train", "--model", ONE_NETWORK, "--dataset", "synthetic",
                                             "--device", "cpu", "--run-dir", run, *TINY_VAE)
     assert "can change only" in refused(capsys, "resume", run, "--z-dim", "7")
     assert "can change only" in refused(capsys, "resume", run, "--seed", "5")
@@ -147,7 +148,7 @@ def test_a_diverged_run_is_one_line_and_exit_code_1(tmp_path, capsys, monkeypatc
         return original(self, *args, **kwargs)
 
     monkeypatch.setattr(genlab.models.vae.VAE, "training_step", exploding)
-    code, _, err = genlab_cli(capsys, "train", "--model", "vae", "--dataset", "synthetic", "--steps", 2,
+    code, _, err = genlab_cli(capsys, "train", "--model", ONE_NETWORK, "--dataset", "synthetic", "--steps", 2,
                               "--device", "cpu", "--run-dir", tmp_path / "run", "--no-progress", *TINY_VAE)
     assert code == 1 and "diverged" in err and len(err.strip().splitlines()) == 2, err   # run folder + error
     assert runs.read_status(tmp_path / "run")["state"] == "failed"
@@ -160,13 +161,13 @@ def test_debug_shows_the_error_itself(tmp_path, capsys):
 
 def test_export_drops_what_sampling_does_not_need(tmp_path, capsys):
     run = tmp_path / "run"
-    code, _, err = genlab_cli(capsys, "train", "--model", "dcgan", "--dataset", "synthetic", "--steps", 1,
+    code, _, err = genlab_cli(capsys, "train", "--model", GAN_PAIR, "--dataset", "synthetic", "--steps", 1,
                               "--batch-size", 8, "--device", "cpu", "--run-dir", run, "--no-progress", *TINY)
     assert code == 0, err
     code, out, err = genlab_cli(capsys, "export", run, tmp_path / "small.safetensors")
     assert code == 0, err
     header, tensors = read_checkpoint(tmp_path / "small.safetensors")
-    assert header["dropped"] == sorted(MODELS["dcgan"].training_only) and header["step"] == 1
+    assert header["dropped"] == sorted(MODELS[GAN_PAIR].training_only) and header["step"] == 1
     assert not any(k.startswith(("optim.", "rng.")) for k in tensors)
     assert genlab.load(tmp_path / "small.safetensors").sample(2).shape == (2, 1, 28, 28)
 
@@ -176,7 +177,7 @@ def test_sigterm_stops_a_run_with_a_checkpoint(tmp_path):
     """A real process (train.py, the thin shim): SIGTERM ends the step, saves a checkpoint, exits 0."""
     run = tmp_path / "run"
     process = subprocess.Popen(
-        [sys.executable, "train.py", "--model", "vae", "--dataset", "synthetic", "--steps", "100000",
+        [sys.executable, "train.py", "--model", ONE_NETWORK, "--dataset", "synthetic", "--steps", "100000",
          "--batch-size", "8", "--log-every", "5", *TINY_VAE, "--device", "cpu", "--run-dir", str(run),
          "--no-progress"], cwd=REPO, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 60

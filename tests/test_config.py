@@ -3,6 +3,8 @@ import pytest
 
 from genlab import ConfigError, TrainConfig, make_config
 from genlab.config import field_specs
+from genlab.models import MODELS
+from picks import GAN_PAIR, ONE_NETWORK, WITH_CODES
 
 
 @pytest.mark.parametrize("train,model,message", [
@@ -10,11 +12,11 @@ from genlab.config import field_specs
     ({"dataset": "cifar"}, {}, "dataset must be one of"),
     ({"steps": 0}, {}, "steps must be >= 1"),
     ({"batch_size": "64"}, {}, "batch_size must be int"),
-    ({"model": "dcgan"}, {"loss": "wasserstein"}, "loss must be one of"),
-    ({"model": "dcgan"}, {"r1_gamma": -1.0}, "r1_gamma must be >= 0"),
-    ({"model": "dcgan"}, {"zdim": 3}, "unknown DCGANConfig field"),
-    ({"model": "infogan"}, {"categories": 1}, "categories must be >= 2"),
-    ({"model": "vae"}, {"binarize": "yes"}, "binarize must be bool"),
+    ({"model": GAN_PAIR}, {"loss": "wasserstein"}, "loss must be one of"),
+    ({"model": GAN_PAIR}, {"r1_gamma": -1.0}, "r1_gamma must be >= 0"),
+    ({"model": GAN_PAIR}, {"zdim": 3}, f"unknown {MODELS[GAN_PAIR].config_class.__name__} field"),
+    ({"model": WITH_CODES}, {"categories": 1}, "categories must be >= 2"),
+    ({"model": ONE_NETWORK}, {"binarize": "yes"}, "binarize must be bool"),
     ({"lr": 1.0}, {}, "unknown TrainConfig field"),
     ({"model": "dcgan"}, {"lr_g": float("nan")}, "lr_g must be a finite number"),
     ({"model": "dcgan"}, {"r1_gamma": float("inf")}, "r1_gamma must be a finite number"),
@@ -25,7 +27,7 @@ def test_invalid_configs_are_refused(train, model, message):
 
 
 def test_valid_config_round_trips_and_ints_become_floats():
-    config = make_config({"model": "gan", "steps": 10}, {"lr_g": 1})
+    config = make_config({"model": GAN_PAIR, "steps": 10}, {"lr_g": 1})
     assert config["train"]["steps"] == 10 and config["model"]["lr_g"] == 1.0
     assert isinstance(config["model"]["lr_g"], float)
 

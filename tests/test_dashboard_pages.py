@@ -9,7 +9,9 @@ from streamlit.testing.v1 import AppTest
 
 from genlab import runs, train
 from genlab.dashboard import curves_figure, ema, metric_keys, progress
+from genlab.models import MODELS
 from genlab.training import make_config
+from picks import GAN_PAIR, ONE_NETWORK
 
 REPO = Path(__file__).resolve().parents[1]
 TIMEOUT = 60
@@ -19,7 +21,7 @@ TIMEOUT = 60
 def finished_run(tmp_path_factory) -> Path:
     """A real tiny run on the synthetic set, trained to the end in this process."""
     run_dir = tmp_path_factory.mktemp("trained") / "tiny-finished"
-    config = make_config(dict(model="dcgan", dataset="synthetic", image_size=28, steps=6, batch_size=8,
+    config = make_config(dict(model=GAN_PAIR, dataset="synthetic", image_size=28, steps=6, batch_size=8,
                               log_every=2, sample_every=3, checkpoint_every=3, device="cpu"),
                          dict(g_channels=4, d_channels=4, z_dim=8))
     train(config, run_dir)
@@ -174,7 +176,7 @@ def train_page(**query) -> AppTest:
     return at.run().switch_page("pages/1_Train.py").run()
 
 
-@pytest.mark.parametrize("model", ["gan", "dcgan", "cgan", "infogan", "vae"])
+@pytest.mark.parametrize("model", sorted(MODELS))
 def test_train_page_builds_widgets_from_the_model_config(runs_root, model):
     from genlab.config import field_specs
     from genlab.models import get_model_class
@@ -189,7 +191,7 @@ def test_train_page_builds_widgets_from_the_model_config(runs_root, model):
 def test_train_page_refuses_a_second_run_in_public_mode(runs_root, finished_run, monkeypatch, live_pid):
     monkeypatch.setenv("GENLAB_PUBLIC", "1")
     running(finished_run, runs_root, live_pid)
-    at = train_page(model="vae", dataset="synthetic", steps="10")
+    at = train_page(model=ONE_NETWORK, dataset="synthetic", steps="10")
     assert at.number_input(key="train.steps").value == 10
     at.button[0].click().run()          # the form's Start button
     assert not at.exception
@@ -242,7 +244,7 @@ def test_run_page_live_curves_component_when_served_with_plotly_js(runs_root, fi
 @pytest.mark.parametrize("query", [{"steps": "-5"}, {"batch_size": "abc"}, {"steps": "10", "lr": "nan"},
                                    {"image_size": "100000"}, {"seed": "1e999"}, {"dataset": "../../etc"}])
 def test_out_of_range_url_parameters_show_one_error_and_a_usable_form(runs_root, query):
-    at = train_page(model="dcgan", **query)
+    at = train_page(model=GAN_PAIR, **query)
     assert not at.exception
     assert [b for b in at.button if "Start" in str(b.label)], "no Start button"
     bad = [k for k in query if k not in ("dataset", "steps") or query[k] == "-5"]
@@ -252,7 +254,7 @@ def test_out_of_range_url_parameters_show_one_error_and_a_usable_form(runs_root,
 
 
 def test_an_invalid_optional_field_is_reported_on_start(runs_root):
-    at = train_page(model="dcgan", dataset="synthetic")
+    at = train_page(model=GAN_PAIR, dataset="synthetic")
     at.text_input(key="train.image_size").input("huge")
     at.button[0].click().run()                           # a form's fields are sent with its submit button
     assert not at.exception
@@ -268,7 +270,7 @@ def public(monkeypatch, **caps):
 
 def test_public_form_has_builtin_data_only_and_bounded_widgets(runs_root, monkeypatch):
     public(monkeypatch, max_steps=300, max_batch_size=32)
-    at = train_page(model="dcgan", dataset="mnist")
+    at = train_page(model=GAN_PAIR, dataset="mnist")
     assert not at.exception
     assert "imagefolder" not in at.selectbox(key="train.dataset").options
     keys = {w.key for w in at.text_input}
@@ -276,14 +278,14 @@ def test_public_form_has_builtin_data_only_and_bounded_widgets(runs_root, monkey
     assert at.number_input(key="train.steps").max == 300
     assert at.number_input(key="train.batch_size").max == 32
     assert at.number_input(key="train.sample_every").min == 50
-    over = train_page(model="dcgan", dataset="mnist", steps="5000", data_root="/etc")
+    over = train_page(model=GAN_PAIR, dataset="mnist", steps="5000", data_root="/etc")
     assert not over.exception and "steps" in over.error[0].value and "/etc" not in over.error[0].value
     assert over.number_input(key="train.steps").value <= 300
 
 
 def test_public_start_names_the_limit_it_breaks(runs_root, monkeypatch):
     public(monkeypatch, max_parameters=1000)
-    at = train_page(model="dcgan", dataset="synthetic", steps="10")
+    at = train_page(model=GAN_PAIR, dataset="synthetic", steps="10")
     at.button[0].click().run()
     assert not at.exception
     assert any("max_parameters" in e.value for e in at.error)

@@ -14,14 +14,14 @@ from PIL import Image
 
 from genlab import latent as L
 from genlab.checkpoint import save_checkpoint
-from genlab.models import build_model
+from genlab.models import MODELS, build_model
 from genlab.models.base import LatentSpec
+from picks import CONDITIONAL, GAN_PAIR, WITH_CODES, WITH_ENCODER
 
-TINY = {"gan": {"z_dim": 16, "g_hidden": 32, "d_hidden": 16, "maxout_pieces": 2},
-        "dcgan": {"z_dim": 16, "g_channels": 8, "d_channels": 8},
-        "cgan": {"z_dim": 16, "g_channels": 8, "d_channels": 8},
-        "infogan": {"z_dim": 16, "g_channels": 8, "d_channels": 8, "fc_width": 32, "q_width": 16},
-        "vae": {"z_dim": 8, "width": 8, "hidden": 32}}
+# Every registered model from its own tiny config, with twice as many z dims as sliders (MAX_Z_SLIDERS = 8),
+# so the seed draws the dims without one.
+TINY = {name: dict(MODELS[name].tiny, **({"z_dim": 16} if "z_dim" in MODELS[name].tiny else {}))
+        for name in sorted(MODELS)}
 
 
 def tiny_model(name: str, seed: int = 0):
@@ -63,7 +63,7 @@ def test_compose_latents_sets_the_controls():
 
 
 def test_sweep_grid_shape_and_columns_differ():
-    model = tiny_model("infogan")
+    model = tiny_model(WITH_CODES)
     base = [L.compose_latents(model.latent_spec(), 0)]
     grid = L.sweep_grid(model, base, L.Axis("cat", 0), 5, L.Axis("cont", 0))
     assert grid.shape == (5 * 30 + 2, 10 * 30 + 2, 1)             # rows: 5 cont values, cols: 10 categories
@@ -101,8 +101,8 @@ def app(tmp_path_factory):
     for name in TINY:
         write_checkpoint(checkpoints / f"tiny-{name}.safetensors", name)
     run = root / "runs" / "live-dcgan"                                 # a run "still training" (our pid)
-    write_checkpoint(run / "checkpoints" / "latest.safetensors", "dcgan", seed=1)
-    (run / "config.json").write_text(json.dumps({"train": {"model": "dcgan"}, "model": {}}))
+    write_checkpoint(run / "checkpoints" / "latest.safetensors", GAN_PAIR, seed=1)
+    (run / "config.json").write_text(json.dumps({"train": {"model": GAN_PAIR}, "model": {}}))
     status = {"state": "running", "step": 7, "pid": os.getpid(), "host": socket.gethostname(),
               "heartbeat": time.time()}
     from genlab import runs
@@ -116,7 +116,7 @@ def app(tmp_path_factory):
     from safetensors.torch import save_file                           # a non-generator file (like the judge)
     save_file({"w": torch.zeros(3)}, str(checkpoints / "judge.safetensors"), metadata={"judge": "{}"})
     outside = root / "elsewhere" / "secret.safetensors"                # a real checkpoint, not listed
-    write_checkpoint(outside, "dcgan")
+    write_checkpoint(outside, GAN_PAIR)
     from genlab.settings import Settings
     demo = build_explorer(Settings(checkpoints_dir=checkpoints, runs_root=root / "runs"))
     port = free_port()
@@ -145,9 +145,23 @@ def select(client, source):
     return out
 
 
-@pytest.mark.parametrize("name, change", [
-    ("gan", {"z": [2.5]}), ("dcgan", {"z": [2.5]}), ("cgan", {"label": 7}),
-    ("infogan", {"cat": [6]}), ("infogan", {"cont": [0, 1.0]}), ("vae", {"z": [0, 0, 2.5]})])
+def slider_changes() -> list[tuple[str, dict]]:
+    """For each model, the controls its latent spec offers that should move its image."""
+    changes = []
+    for name in TINY:
+        spec = tiny_model(name).latent_spec()
+        if spec.num_classes:
+            changes.append((name, {"label": 7}))
+        if spec.categorical:
+            changes.append((name, {"cat": [spec.categorical[0] - 1]}))
+        if spec.continuous:
+            changes.append((name, {"cont": [0, 1.0][:spec.continuous]}))
+        if not (spec.num_classes or spec.categorical or spec.continuous):
+            changes.append((name, {"z": [0, 0, 2.5]}))
+    return changes
+
+
+@pytest.mark.parametrize("name, change", slider_changes())
 def test_each_model_a_slider_changes_the_image(app, name, change):
     client, source = app["client"], f"checkpoints/tiny-{name}"
     out = select(client, source)
@@ -164,16 +178,16 @@ def test_each_model_a_slider_changes_the_image(app, name, change):
 
 def test_controls_follow_the_latent_spec(app):
     client = app["client"]
-    info = select(client, "checkpoints/tiny-infogan")
+    info = select(client, f"checkpoints/tiny-{WITH_CODES}")
     assert [u["visible"] for u in info[10:14]] == [True, False, False, False]      # one categorical code
     assert [u["visible"] for u in info[14:17]] == [True, True, False]               # two continuous codes
     assert info[9]["visible"] is False                                               # no class
-    cgan = select(client, "checkpoints/tiny-cgan")
+    cgan = select(client, f"checkpoints/tiny-{CONDITIONAL}")
     assert cgan[9]["visible"] is True and len(cgan[9]["choices"]) == 10
 
 
 def test_sweep_grid_of_infogan_codes(app):
-    client, source = app["client"], "checkpoints/tiny-infogan"
+    client, source = app["client"], f"checkpoints/tiny-{WITH_CODES}"
     select(client, source)
     grid = pixels(client.predict(source, "cat[0]", "cont[0]", 4, 1, *controls(), api_name="/sweep"))
     scale = grid.shape[1] // (10 * 30 + 2)
@@ -183,7 +197,7 @@ def test_sweep_grid_of_infogan_codes(app):
 
 
 def test_slerp_frames_and_gif(app):
-    client, source = app["client"], "checkpoints/tiny-dcgan"
+    client, source = app["client"], f"checkpoints/tiny-{GAN_PAIR}"
     select(client, source)
     start = pixels(client.predict(source, 3, 4, 8, 0.0, *controls(), api_name="/frame"))
     end = pixels(client.predict(source, 3, 4, 8, 1.0, *controls(), api_name="/frame"))
@@ -195,11 +209,11 @@ def test_slerp_frames_and_gif(app):
 
 def test_vae_encodes_an_image_onto_the_sliders(app):
     from gradio_client import handle_file
-    client, source = app["client"], "checkpoints/tiny-vae"
+    client, source = app["client"], f"checkpoints/tiny-{WITH_ENCODER}"
     select(client, source)
     out = client.predict(source, handle_file(str(app["checkpoints"] / "examples" / "one.png")),
                          api_name="/encode")
-    model = tiny_model("vae")
+    model = tiny_model(WITH_ENCODER)
     digit = np.asarray(Image.open(app["checkpoints"] / "examples" / "one.png"))
     expected = L.encode_image(model, L.prepare_image(digit, 1, 28))
     assert np.allclose(out[:8], expected[:8].numpy(), atol=2e-3)
@@ -210,7 +224,7 @@ def test_vae_encodes_an_image_onto_the_sliders(app):
 def test_encode_refused_for_a_gan(app):
     from gradio_client import handle_file
     from gradio_client.exceptions import AppError
-    client, source = app["client"], "checkpoints/tiny-gan"
+    client, source = app["client"], f"checkpoints/tiny-{GAN_PAIR}"
     with pytest.raises(AppError, match="no encoder"):
         client.predict(source, handle_file(str(app["checkpoints"] / "examples" / "one.png")), api_name="/encode")
 
@@ -223,7 +237,7 @@ def test_a_training_run_is_listed_and_reloaded_when_its_checkpoint_changes(app):
     before, _ = client.predict("runs/live-dcgan", *controls(), api_name="/generate")
     info, _, _ = client.predict("runs/live-dcgan", *controls(), api_name="/reload")
     assert "(unchanged)" in info
-    write_checkpoint(run / "checkpoints" / "latest.safetensors", "dcgan", seed=2)   # "a newer step"
+    write_checkpoint(run / "checkpoints" / "latest.safetensors", GAN_PAIR, seed=2)   # "a newer step"
     info, after, _ = client.predict("runs/live-dcgan", *controls(), api_name="/reload")
     assert "(reloaded)" in info
     assert np.abs(pixels(before) - pixels(after)).mean() > 0.1
@@ -247,9 +261,9 @@ def test_the_list_holds_generators_and_runs_only(app):
 
 def unlisted_values(app):
     checkpoints = app["checkpoints"]
-    return [str(checkpoints / "tiny-dcgan.safetensors"),               # the listed file by its path
-            "checkpoints/tiny-dcgan.safetensors", "checkpoints//tiny-dcgan", "checkpoints/./tiny-dcgan",
-            "checkpoints/../checkpoints/tiny-dcgan", "./checkpoints/tiny-dcgan", "checkpoints/tiny-dcgan ",
+    return [str(checkpoints / f"tiny-{GAN_PAIR}.safetensors"),               # the listed file by its path
+            f"checkpoints/tiny-{GAN_PAIR}.safetensors", f"checkpoints//tiny-{GAN_PAIR}", f"checkpoints/./tiny-{GAN_PAIR}",
+            f"checkpoints/../checkpoints/tiny-{GAN_PAIR}", f"./checkpoints/tiny-{GAN_PAIR}", f"checkpoints/tiny-{GAN_PAIR} ",
             str(app["run"]), "runs/live-dcgan/", "runs/../runs/live-dcgan",
             str(app["outside"]), "/etc/passwd", "/nonexistent/x.safetensors", "checkpoints/judge",
             "runs/..", "hf:///etc", "hf://../../etc/x"]
@@ -260,7 +274,7 @@ def test_unlisted_values_get_one_neutral_message_on_every_endpoint(app):
     from gradio_client.exceptions import AppError
     from genlab.explorer import UNKNOWN_MODEL
     client = app["client"]
-    select(client, "checkpoints/tiny-dcgan")                          # the sweep's axis choices of a model
+    select(client, f"checkpoints/tiny-{GAN_PAIR}")                          # the sweep's axis choices of a model
     calls = {"/select_model": lambda v: (v, 0), "/generate": lambda v: (v, *controls()),
              "/frame": lambda v: (v, 0, 1, 8, 0.5, *controls()), "/gif": lambda v: (v, 0, 1, 8, *controls()),
              "/sweep": lambda v: (v, "z[0]", "seeds", 4, 2, *controls()),
@@ -274,10 +288,10 @@ def test_unlisted_values_get_one_neutral_message_on_every_endpoint(app):
 
 def test_a_run_started_after_launch_is_listed_and_selectable(app):
     run = app["root"] / "runs" / "later-vae"
-    write_checkpoint(run / "checkpoints" / "latest.safetensors", "vae")
-    (run / "config.json").write_text(json.dumps({"train": {"model": "vae"}, "model": {}}))
+    write_checkpoint(run / "checkpoints" / "latest.safetensors", WITH_ENCODER)
+    (run / "config.json").write_text(json.dumps({"train": {"model": WITH_ENCODER}, "model": {}}))
     (run / "status.json").write_text(json.dumps({"state": "finished", "step": 7}))
-    assert "vae" in select(app["client"], "runs/later-vae")[0]
+    assert WITH_ENCODER in select(app["client"], "runs/later-vae")[0]
 
 
 def test_public_mode_turns_the_hub_off():
@@ -321,11 +335,11 @@ def test_cache_is_lru_bounded_by_count_and_bytes():
 
 def test_cache_loads_a_real_checkpoint_and_counts_its_bytes(tmp_path):
     from genlab.explorer import Entry, ModelCache
-    write_checkpoint(tmp_path / "v.safetensors", "vae")
+    write_checkpoint(tmp_path / "v.safetensors", WITH_ENCODER)
     cache = ModelCache()
     got = cache.get(Entry("checkpoints/v", "v", tmp_path / "v.safetensors"))
     weights = sum(p.numel() * p.element_size() for p in got.model.parameters())
-    assert got.nbytes >= weights > 0 and got.spec.z_dim == 8
+    assert got.nbytes >= weights > 0 and got.spec.z_dim == TINY[WITH_ENCODER]["z_dim"]
     assert cache.get(Entry("checkpoints/v", "v", tmp_path / "v.safetensors")) is got
 
 
@@ -397,27 +411,27 @@ def test_old_gif_exports_are_pruned(tmp_path):
 
 def test_out_of_range_controls_are_clamped_not_crashes(app):
     client = app["client"]
-    select(client, "checkpoints/tiny-cgan")
-    image, _ = client.predict("checkpoints/tiny-cgan", *controls(label=10 ** 6), api_name="/generate")
+    select(client, f"checkpoints/tiny-{CONDITIONAL}")
+    image, _ = client.predict(f"checkpoints/tiny-{CONDITIONAL}", *controls(label=10 ** 6), api_name="/generate")
     assert Path(image).exists()
     from gradio_client.exceptions import AppError
     with pytest.raises(AppError, match="greater than maximum value 48"):   # the slider's own bound holds
-        client.predict("checkpoints/tiny-dcgan", 0, 1, 10 ** 7, *controls(), api_name="/gif")
+        client.predict(f"checkpoints/tiny-{GAN_PAIR}", 0, 1, 10 ** 7, *controls(), api_name="/gif")
     with pytest.raises(AppError, match="invalid"):
-        client.predict("checkpoints/tiny-dcgan", *controls(seed=10 ** 30), api_name="/generate")
+        client.predict(f"checkpoints/tiny-{GAN_PAIR}", *controls(seed=10 ** 30), api_name="/generate")
 
 
 def test_a_listed_run_with_a_hostile_header_is_refused_without_its_path(app):
     from safetensors.torch import save_file
     run = app["root"] / "runs" / "hostile"
     (run / "checkpoints").mkdir(parents=True)
-    huge = {"format": 1, "model": "infogan", "step": 1, "model_config": {
+    huge = {"format": 1, "model": WITH_CODES, "step": 1, "model_config": {
         "g_channels": 512, "d_channels": 512, "fc_width": 8192, "q_width": 4096, "image_size": 64, "channels": 3}}
     save_file({"model.x": torch.zeros(1)}, str(run / "checkpoints" / "latest.safetensors"),
               metadata={"genlab": json.dumps(huge)})
-    (run / "config.json").write_text(json.dumps({"train": {"model": "infogan"}, "model": {}}))
+    (run / "config.json").write_text(json.dumps({"train": {"model": WITH_CODES}, "model": {}}))
     out = app["client"].predict("runs/hostile", 0, api_name="/select_model")
     assert out[0].startswith("**Cannot load** `runs/hostile`") and "parameters; at most" in out[0]
     assert str(app["root"]) not in out[0]
-    image, _ = app["client"].predict("checkpoints/tiny-dcgan", *controls(), api_name="/generate")
+    image, _ = app["client"].predict(f"checkpoints/tiny-{GAN_PAIR}", *controls(), api_name="/generate")
     assert Path(image).exists()                                          # other entries keep answering

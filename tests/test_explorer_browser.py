@@ -6,6 +6,7 @@ import pytest
 
 from helpers import CHROMIUM, CHROMIUM_ARGS, serving
 from test_explorer import write_checkpoint
+from picks import GAN_PAIR
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -15,7 +16,7 @@ EXPLORER_PAGE = "/Latent_explorer"                 # pages/3_Latent_explorer.py 
 @pytest.fixture
 def server(tmp_path):
     """The one-port server with a checkpoints folder of one small DCGAN and no runs."""
-    write_checkpoint(tmp_path / "checkpoints" / "tiny-dcgan.safetensors", "dcgan")
+    write_checkpoint(tmp_path / "checkpoints" / f"tiny-{GAN_PAIR}.safetensors", GAN_PAIR)
     with serving(tmp_path / "server.log", "--runs-root", str(tmp_path / "runs"),
                  "--checkpoints", str(tmp_path / "checkpoints")) as url:
         yield url
@@ -39,7 +40,7 @@ def test_explorer_page_renders_and_a_slider_moves_the_image(server):
             frame = page.frame_locator("iframe").first
             image = frame.locator("#explorer-image img")
             expect(image).to_be_visible(timeout=90_000)                     # the model's first image
-            expect(frame.get_by_text("dcgan", exact=True)).to_be_visible()
+            expect(frame.get_by_text(GAN_PAIR, exact=True)).to_be_visible()
             expect(frame.get_by_text("server time")).to_be_visible()
             assert_loaded(image)
             before = image.get_attribute("src")

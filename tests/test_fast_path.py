@@ -10,12 +10,13 @@ from genlab.config import ConfigError, TrainConfig
 from genlab.data import load_dataset
 from genlab.models import StepContext
 from genlab.training import build_for_data, make_config, precision, resume, train
+from picks import GAN_PAIR
 
 TINY = {"g_channels": 8, "d_channels": 8}
 
 
 def tiny_config(**train_fields) -> dict:
-    fields = {"model": "dcgan", "dataset": "synthetic", "device": "cpu", "steps": 4, "batch_size": 16,
+    fields = {"model": GAN_PAIR, "dataset": "synthetic", "device": "cpu", "steps": 4, "batch_size": 16,
               "log_every": 2, "sample_every": 100, "checkpoint_every": 100}
     return make_config(dict(fields, **train_fields), TINY)
 
@@ -29,7 +30,7 @@ def test_bf16_is_refused_off_cuda_before_any_folder_is_made(tmp_path):
 def test_bf16_autocast_keeps_the_gan_losses_close_to_float32():
     """The training step under bf16 autocast (CPU autocast here, CUDA's in training) stays finite and
     follows the float32 losses from the same start."""
-    tc = TrainConfig(model="dcgan", dataset="synthetic", batch_size=16)
+    tc = TrainConfig(model=GAN_PAIR, dataset="synthetic", batch_size=16)
     data, losses = load_dataset(tc), {}
     for bf16 in (False, True):
         torch.manual_seed(0)

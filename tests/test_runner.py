@@ -6,8 +6,9 @@ import pytest
 
 from genlab import ConfigError, runner, runs
 from genlab.settings import PublicLimits, Settings
+from picks import GAN_PAIR
 
-TINY = {"train": dict(model="dcgan", dataset="synthetic", image_size=28, steps=100000, batch_size=8,
+TINY = {"train": dict(model=GAN_PAIR, dataset="synthetic", image_size=28, steps=100000, batch_size=8,
                       log_every=2, sample_every=4, checkpoint_every=1000, device="cpu"),
         "model": dict(g_channels=4, d_channels=4, z_dim=8)}
 

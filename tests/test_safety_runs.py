@@ -25,6 +25,7 @@ from genlab.settings import PublicLimits, Settings
 from genlab.training import train
 
 from helpers import tiny_config
+from picks import CONDITIONAL, GAN_PAIR, ONE_NETWORK
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
@@ -81,7 +82,7 @@ def test_a_reused_pid_is_not_the_run_and_is_never_signalled(tmp_path):
     try:
         for pid in (os.getpid(), sleeper.pid):
             run = root / f"run-{pid}"
-            train(tiny_config("vae", steps=1), run)
+            train(tiny_config(ONE_NETWORK, steps=1), run)
             status = runs.read_json(run / "status.json")
             real = runs.process_identity(pid)
             status.update(real, state="running", pid_start=real["pid_start"] - 1)   # same pid, other process
@@ -99,7 +100,7 @@ def test_a_reused_pid_is_not_the_run_and_is_never_signalled(tmp_path):
 
 
 def test_status_records_the_process_identity(tmp_path):
-    train(tiny_config("vae", steps=1), tmp_path / "run")
+    train(tiny_config(ONE_NETWORK, steps=1), tmp_path / "run")
     status = runs.read_json(tmp_path / "run" / "status.json")
     assert status["pid"] == os.getpid() and status["host"] == socket.gethostname()
     assert status["boot_id"] == Path("/proc/sys/kernel/random/boot_id").read_text().strip()
@@ -112,7 +113,7 @@ def test_status_records_the_process_identity(tmp_path):
 def test_a_second_resume_of_a_running_run_is_refused_naming_the_holder(tmp_path):
     """Two real training processes on one folder: `python -m genlab.runner` twice, then train.py --resume."""
     run = tmp_path / "run"
-    train(tiny_config("dcgan", steps=2, checkpoint_every=2), run)
+    train(tiny_config(GAN_PAIR, steps=2, checkpoint_every=2), run)
     command = [sys.executable, "-m", "genlab.runner", str(run), "--steps", "100000"]
     first = subprocess.Popen(command, stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV, cwd=REPO)
     try:
@@ -141,7 +142,7 @@ def test_a_second_resume_of_a_running_run_is_refused_naming_the_holder(tmp_path)
 
 def test_leftover_temporary_files_are_cleaned_on_the_next_start(tmp_path):
     run = tmp_path / "run"
-    train(tiny_config("vae", steps=2), run)
+    train(tiny_config(ONE_NETWORK, steps=2), run)
     leftovers = [run / ".status.json.k1l2.tmp", run / "samples" / ".step_000002.png.abcd.tmp",
                  run / "checkpoints" / ".latest.safetensors.x9.tmp"]
     for path in leftovers:
@@ -155,7 +156,7 @@ def test_a_kill_during_start_up_leaves_an_interrupted_run_that_resumes(tmp_path)
     """kill -9 of the training process at once and after a moment; and of the launcher mid-folder."""
     root = tmp_path / "runs"
     settings = Settings(runs_root=root)
-    config = {"train": dict(tiny_config("dcgan")["train"], steps=4), "model": tiny_config("dcgan")["model"]}
+    config = {"train": dict(tiny_config(GAN_PAIR)["train"], steps=4), "model": tiny_config(GAN_PAIR)["model"]}
     for delay in (0.0, 1.0):
         run = runner.start_run(config, settings)
         time.sleep(delay)
@@ -176,7 +177,7 @@ def test_a_kill_during_start_up_leaves_an_interrupted_run_that_resumes(tmp_path)
 @pytest.mark.slow
 def test_random_kill_9_leaves_interrupted_runs_that_resume_bit_exactly(tmp_path):
     """Crash safety stays: a killed run shows as interrupted and, resumed, equals a straight run."""
-    config = tiny_config("dcgan", steps=200, log_every=2, sample_every=100, checkpoint_every=2)
+    config = tiny_config(GAN_PAIR, steps=200, log_every=2, sample_every=100, checkpoint_every=2)
     straight = tmp_path / "straight"
     train(config, straight)
     root = tmp_path / "runs"
@@ -214,7 +215,7 @@ def test_disk_full_is_the_failed_status_error(tmp_path, monkeypatch):
     monkeypatch.setattr(runs, "append_metrics", append_metrics)
     monkeypatch.setattr(runs, "atomic_write_bytes", atomic_write_bytes)
     with pytest.raises(OSError):
-        train(tiny_config("vae", steps=10), run)
+        train(tiny_config(ONE_NETWORK, steps=10), run)
     status = runs.read_status(run)
     assert status["state"] == "failed" and status["error"].startswith("disk full (ENOSPC)")
     assert not (run / runs.RESERVE_NAME).exists()
@@ -229,7 +230,7 @@ def test_disk_full_on_a_real_small_tmpfs(tmp_path):
     try:
         run = disk / "run"
         with pytest.raises(OSError) as raised:
-            train(tiny_config("dcgan", steps=100000, log_every=1, sample_every=1, checkpoint_every=1), run)
+            train(tiny_config(GAN_PAIR, steps=100000, log_every=1, sample_every=1, checkpoint_every=1), run)
         assert raised.value.errno == errno.ENOSPC
         status = runs.read_status(run)
         assert status["state"] == "failed" and status["error"].startswith("disk full (ENOSPC)")
@@ -243,7 +244,7 @@ def test_caps_are_refused_naming_the_limit_before_any_folder(tmp_path):
     root = tmp_path / "runs"
     settings = Settings(runs_root=root, public=True, limits=PublicLimits.public_defaults(), secret="s")
     owner = runner.new_owner_token(settings)
-    base = tiny_config("dcgan", sample_every=100, checkpoint_every=100)
+    base = tiny_config(GAN_PAIR, sample_every=100, checkpoint_every=100)
     asks = {"max_steps": dict(steps=5000), "max_batch_size": dict(batch_size=512),
             "min_sample_every": dict(sample_every=1), "min_checkpoint_every": dict(checkpoint_every=1),
             "builtin_data_only": dict(data_root=str(tmp_path / "elsewhere"))}
@@ -269,9 +270,9 @@ def test_caps_are_refused_naming_the_limit_before_any_folder(tmp_path):
 
 
 def test_parameters_are_counted_without_building_the_model(tmp_path):
-    config = tiny_config("cgan")
+    config = tiny_config(CONDITIONAL)
     counted = runner.count_parameters(config, runner.data_shape(config["train"]))
-    built = genlab.build_model("cgan", dict(config["model"], channels=1, image_size=28, num_classes=10))
+    built = genlab.build_model(CONDITIONAL, dict(config["model"], channels=1, image_size=28, num_classes=10))
     assert counted == sum(p.numel() for p in built.parameters())
 
 
@@ -279,7 +280,7 @@ def test_the_active_run_cap_holds_against_simultaneous_starts(tmp_path):
     """5 threads call start_run at once; exactly max_active_runs runs exist."""
     root = tmp_path / "runs"
     settings = public(root, max_active_runs=2)
-    config = tiny_config("dcgan", **LONG)
+    config = tiny_config(GAN_PAIR, **LONG)
     barrier, started, refused = threading.Barrier(5), [], []
 
     def start():
@@ -312,7 +313,7 @@ def test_each_visitor_controls_only_their_own_runs(tmp_path):
     secret = root / runner.SECRET_NAME
     assert stat.S_IMODE(secret.stat().st_mode) == 0o600
     forged = alice.split(".")[0] + "." + "0" * 64
-    run = runner.start_run(tiny_config("dcgan", **LONG), settings, alice)
+    run = runner.start_run(tiny_config(GAN_PAIR, **LONG), settings, alice)
     try:
         assert alice not in "".join(p.read_text(errors="replace") for p in run.iterdir() if p.is_file())
         assert runner.can_control(run, settings, alice)
@@ -324,7 +325,7 @@ def test_each_visitor_controls_only_their_own_runs(tmp_path):
                 with pytest.raises(runner.RunnerError, match="belongs to another visitor"):
                     action()
         with pytest.raises(runner.RunnerError, match="visitor session"):
-            runner.start_run(tiny_config("dcgan", **LONG), settings, forged)
+            runner.start_run(tiny_config(GAN_PAIR, **LONG), settings, forged)
         with pytest.raises(runner.RunnerError, match="no such run"):
             runner.delete_run(tmp_path, settings, alice)                     # outside the runs root
         assert runs.is_active(runs.read_status(run))                          # everyone can still watch it
@@ -342,13 +343,13 @@ def test_oldest_finished_public_runs_are_evicted_never_a_running_one(tmp_path):
     names = ["a-running", "b-finished", "c-finished", "d-local"]
     for age, name in enumerate(names):
         run = root / name
-        train(tiny_config("vae", steps=1), run)
+        train(tiny_config(ONE_NETWORK, steps=1), run)
         if name != "d-local":                                               # train.py runs are nobody's
             runs.atomic_write_json(run / runner.OWNER_NAME, {"owner_sha256": runner.owner_hash(owner)})
         os.utime(run / "config.json", (1e9 + age, 1e9 + age))
     holder = hold_run(root / "a-running")                                  # oldest, but alive
     try:
-        run = runner.start_run(tiny_config("dcgan", **LONG), settings, owner)
+        run = runner.start_run(tiny_config(GAN_PAIR, **LONG), settings, owner)
         try:
             assert visible(root) == sorted(["a-running", "c-finished", "d-local", run.name])
             used = runs.folder_bytes(root)
@@ -371,7 +372,7 @@ def test_stop_escalates_to_sigkill_and_delete_ends_the_process_first(tmp_path):
     root = tmp_path / "runs"
     settings = Settings(runs_root=root, limits=PublicLimits(stop_grace_s=1.0))
     run = root / "run"
-    train(tiny_config("vae", steps=1), run)
+    train(tiny_config(ONE_NETWORK, steps=1), run)
     stubborn = hold_run(run, ignore_sigterm=True)
     try:
         runner.stop_run(run, settings, wait=True)
@@ -393,7 +394,7 @@ def test_stop_escalates_to_sigkill_and_delete_ends_the_process_first(tmp_path):
 def test_a_run_stops_itself_at_the_wall_clock_limit(tmp_path):
     root = tmp_path / "runs"
     settings = Settings(runs_root=root, limits=PublicLimits(max_run_seconds=1.0))
-    run = runner.start_run(tiny_config("dcgan", **LONG), settings)
+    run = runner.start_run(tiny_config(GAN_PAIR, **LONG), settings)
     assert wait_until_inactive(run)["state"] == "stopped", runner.read_log(run)
     wait_for(lambda: "max_run_seconds" in runs.read_status(run)["stop_reason"], what="the reason")  # just after
     assert runs.read_status(run)["state"] == "stopped" and runs.checkpoint_path(run).exists()
@@ -404,7 +405,7 @@ def test_a_step_that_outlasts_the_wall_clock_limit_ends_the_process(tmp_path):
     """A training step that never ends: the process marks the run stopped and exits after limit + grace
     (the limit leaves start-up time, so the hanging step is what outlasts it)."""
     run = tmp_path / "run"
-    train(tiny_config("vae", steps=1), run)
+    train(tiny_config(ONE_NETWORK, steps=1), run)
     code = textwrap.dedent("""
         import sys, time
         import genlab.models.vae as vae

@@ -18,6 +18,7 @@ from genlab.training import RESUMABLE_CHANGES, make_config, prepare_run, train
 from genlab.training.tasks import save_grid
 
 from helpers import TINY_MODEL, tiny_config
+from picks import GAN_PAIR, ONE_NETWORK
 
 
 def model_tensors(run_dir):
@@ -27,11 +28,11 @@ def model_tensors(run_dir):
 
 def test_run_folder_is_complete(tmp_path):
     events = []
-    status = train(tiny_config("dcgan", steps=4), tmp_path / "run", on_event=lambda k, p: events.append(k))
+    status = train(tiny_config(GAN_PAIR, steps=4), tmp_path / "run", on_event=lambda k, p: events.append(k))
     run = tmp_path / "run"
     assert status["state"] == "finished" and status["step"] == 4
     config = json.loads((run / "config.json").read_text())
-    assert config["train"]["model"] == "dcgan" and config["model"]["image_size"] == 28
+    assert config["train"]["model"] == GAN_PAIR and config["model"]["image_size"] == 28
     lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in lines] == [2, 4]
     assert {"loss/d", "loss/g", "d/real", "d/fake", "r1/grad_norm", "images_per_s", "epoch", "time"} <= set(lines[0])
@@ -75,7 +76,7 @@ def test_stop_hook_ends_with_a_checkpoint_and_resume_continues(tmp_path):
         calls["n"] += 1
         return calls["n"] > 3
 
-    status = train(tiny_config("vae", steps=50, checkpoint_every=100), tmp_path / "run", should_stop=should_stop)
+    status = train(tiny_config(ONE_NETWORK, steps=50, checkpoint_every=100), tmp_path / "run", should_stop=should_stop)
     assert status["state"] == "stopped" and status["step"] == 3
     header, _ = read_checkpoint(runs.checkpoint_path(tmp_path / "run"))
     assert header["step"] == 3
@@ -92,14 +93,14 @@ def test_stop_file_is_honoured_and_cleared(tmp_path):
             runs.request_stop(run)
         seen.append(kind)
 
-    status = train(tiny_config("gan", steps=100), run, on_event=on_event)
+    status = train(tiny_config(GAN_PAIR, steps=100), run, on_event=on_event)
     assert status["state"] == "stopped" and status["step"] == 2
     assert not runs.stop_requested(run)
 
 
 def test_nan_loss_fails_the_run_with_a_message(tmp_path, monkeypatch):
     """A learning rate far too high drives the weights to inf; the run ends as failed, saying why."""
-    config = tiny_config("vae", steps=200, log_every=10)
+    config = tiny_config(ONE_NETWORK, steps=200, log_every=10)
     config["model"]["lr"] = 1.0e0
     run = tmp_path / "run"
     original = genlab.models.vae.VAE.training_step
@@ -118,7 +119,7 @@ def test_nan_loss_fails_the_run_with_a_message(tmp_path, monkeypatch):
 
 def test_dead_process_shows_as_interrupted_and_can_resume(tmp_path):
     run = tmp_path / "run"
-    train(tiny_config("vae", steps=2), run)
+    train(tiny_config(ONE_NETWORK, steps=2), run)
     runs.write_status(run, "running", step=2)
     status = json.loads((run / "status.json").read_text())
     status["pid"] = 2 ** 22 + 12345                     # no such process
@@ -136,7 +137,7 @@ def test_resume_rewinds_metrics_and_samples_to_the_checkpoint(tmp_path):
         if kind == "checkpoint" and payload["step"] == 2:
             saved.write_bytes(runs.checkpoint_path(run).read_bytes())
 
-    train(tiny_config("vae", steps=4, checkpoint_every=2, log_every=1, sample_every=1), run, on_event=keep_step_2)
+    train(tiny_config(ONE_NETWORK, steps=4, checkpoint_every=2, log_every=1, sample_every=1), run, on_event=keep_step_2)
     os.replace(saved, runs.checkpoint_path(run))
     assert genlab.resume(run, steps=6)["state"] == "finished"
     assert [r["step"] for r in runs.read_metrics(run)] == [1, 2, 3, 4, 5, 6]
@@ -145,7 +146,7 @@ def test_resume_rewinds_metrics_and_samples_to_the_checkpoint(tmp_path):
 
 def test_a_running_run_is_not_resumed_twice(tmp_path):
     run = tmp_path / "run"
-    train(tiny_config("vae", steps=1), run)
+    train(tiny_config(ONE_NETWORK, steps=1), run)
     writer = runs.RunLock.acquire(run)                              # another writer holds the run
     try:
         with pytest.raises(genlab.ConfigError, match="still running"):
@@ -155,14 +156,14 @@ def test_a_running_run_is_not_resumed_twice(tmp_path):
 
 
 def test_existing_run_folder_is_not_overwritten(tmp_path):
-    train(tiny_config("vae", steps=1), tmp_path / "run")
+    train(tiny_config(ONE_NETWORK, steps=1), tmp_path / "run")
     with pytest.raises(genlab.ConfigError, match="already holds a run"):
-        train(tiny_config("vae", steps=1), tmp_path / "run")
+        train(tiny_config(ONE_NETWORK, steps=1), tmp_path / "run")
 
 
 def test_resume_refuses_model_changes(tmp_path):
-    train(tiny_config("vae", steps=1), tmp_path / "run")
-    changed = tiny_config("vae", steps=2)
+    train(tiny_config(ONE_NETWORK, steps=1), tmp_path / "run")
+    changed = tiny_config(ONE_NETWORK, steps=2)
     changed["model"]["z_dim"] = 7
     with pytest.raises(genlab.ConfigError, match="can change only"):
         train(changed, tmp_path / "run", resume=True)
@@ -170,7 +171,7 @@ def test_resume_refuses_model_changes(tmp_path):
 
 @pytest.mark.data
 def test_mnist_trains_from_the_shared_folder(tmp_path, mnist_data_root):
-    status = train(tiny_config("dcgan", dataset="mnist", data_root=str(mnist_data_root), steps=2), tmp_path / "run")
+    status = train(tiny_config(GAN_PAIR, dataset="mnist", data_root=str(mnist_data_root), steps=2), tmp_path / "run")
     assert status["state"] == "finished"
     header, _ = read_checkpoint(runs.checkpoint_path(tmp_path / "run"))
     assert header["num_images"] == 60000 and header["dataset"] == "mnist"
@@ -181,7 +182,7 @@ def test_a_stop_requested_while_starting_is_honoured(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     runs.request_stop(run)
-    status = train(tiny_config("vae", steps=50), run)
+    status = train(tiny_config(ONE_NETWORK, steps=50), run)
     assert status["state"] == "stopped" and status["step"] == 0
     assert runs.checkpoint_path(run).exists() and not runs.stop_requested(run)
 
@@ -189,7 +190,7 @@ def test_a_stop_requested_while_starting_is_honoured(tmp_path):
 # ---------------------------------------------------------------- one resume path
 def test_prepare_run_decides_fresh_or_resume_and_what_may_change(tmp_path):
     run = tmp_path / "run"
-    config = tiny_config("vae", steps=2)
+    config = tiny_config(ONE_NETWORK, steps=2)
     assert prepare_run(run, config, resume=False).resume is False
     with pytest.raises(ConfigError, match="not a run folder"):
         prepare_run(run, None, resume=True)
@@ -210,7 +211,7 @@ def test_prepare_run_decides_fresh_or_resume_and_what_may_change(tmp_path):
 
 def test_image_fields_set_from_the_data_are_no_change_on_resume(tmp_path):
     """An RGB 32x32 run stores channels=3, image_size=32; its own request (defaults 1 and 28) resumes."""
-    config = tiny_config("vae", steps=1, channels=3, image_size=32)
+    config = tiny_config(ONE_NETWORK, steps=1, channels=3, image_size=32)
     train(config, tmp_path / "rgb")
     assert json.loads((tmp_path / "rgb" / "config.json").read_text())["model"]["image_size"] == 32
     assert train(dict(config, train=dict(config["train"], steps=2)), tmp_path / "rgb", resume=True)["step"] == 2
@@ -218,7 +219,7 @@ def test_image_fields_set_from_the_data_are_no_change_on_resume(tmp_path):
 
 def test_a_stale_stop_request_is_cleared_on_resume(tmp_path):
     run = tmp_path / "run"
-    train(tiny_config("vae", steps=1), run)
+    train(tiny_config(ONE_NETWORK, steps=1), run)
     runs.request_stop(run)                                     # made after the run had ended
     assert genlab.resume(run, steps=3)["state"] == "finished"
 
@@ -231,7 +232,7 @@ def test_the_evaluator_runs_at_eval_steps_and_its_values_are_logged(tmp_path):
         seen.append(model.training)
         return {"eval/calls": float(len(seen))}
 
-    train(tiny_config("vae", steps=6, log_every=3, eval_every=2), run, evaluator=evaluator)
+    train(tiny_config(ONE_NETWORK, steps=6, log_every=3, eval_every=2), run, evaluator=evaluator)
     lines = runs.read_metrics(run)
     assert [r["step"] for r in lines] == [2, 3, 4, 6]
     assert [r.get("eval/calls") for r in lines] == [1.0, None, 2.0, 3.0]
@@ -240,7 +241,7 @@ def test_the_evaluator_runs_at_eval_steps_and_its_values_are_logged(tmp_path):
 
 def test_eval_every_without_an_evaluator_is_refused_before_any_folder(tmp_path):
     with pytest.raises(ConfigError, match="eval_every=2 needs an evaluator"):
-        train(tiny_config("vae", steps=4, eval_every=2), tmp_path / "run")
+        train(tiny_config(ONE_NETWORK, steps=4, eval_every=2), tmp_path / "run")
     assert not (tmp_path / "run").exists()
 
 
@@ -302,7 +303,7 @@ def test_a_model_without_latents_trains_samples_and_resumes_exactly(tmp_path, to
 
 
 def test_the_sample_grid_is_the_same_every_time_and_leaves_training_mode(tmp_path):
-    model = genlab.build_model("vae", TINY_MODEL["vae"]).train()
+    model = genlab.build_model(ONE_NETWORK, TINY_MODEL[ONE_NETWORK]).train()
     for n in (1, 2):
         save_grid(model, torch.Generator().manual_seed(5), tmp_path / f"grid{n}.png")
     assert model.training

@@ -1,0 +1,28 @@
+"""Models picked by what they can do, never by name: the first registered model (in name order) whose
+tiny build has a capability. Shared tests name a model through these, so a new family enters by its own
+file and the tests stay true (the picks move with the registry)."""
+from __future__ import annotations
+
+from genlab.models import MODELS, HasCodes, HasEncoder, build_model, has_classes
+
+
+def pick(wanted, what: str) -> str:
+    """The first registered model (sorted by name) whose tiny build satisfies `wanted`."""
+    for name in sorted(MODELS):
+        if wanted(build_model(name, dict(MODELS[name].tiny))):
+            return name
+    raise LookupError(f"no registered model {what}")
+
+
+def _optimizers(model) -> int:
+    return len(model.make_optimizers())
+
+
+# The cheapest run: one network, one optimizer, one forward and backward a step.
+ONE_NETWORK = pick(lambda m: _optimizers(m) == 1, "trained by one optimizer")
+# A generator/discriminator pair (two optimizers, a training-only critic) without classes or codes.
+GAN_PAIR = pick(lambda m: _optimizers(m) == 2 and bool(m.training_only) and not has_classes(m)
+                and not isinstance(m, HasCodes), "with an unconditional generator/discriminator pair")
+CONDITIONAL = pick(has_classes, "that is class-conditional")
+WITH_CODES = pick(lambda m: isinstance(m, HasCodes), "that infers latent codes")
+WITH_ENCODER = pick(lambda m: isinstance(m, HasEncoder), "with an encoder")
