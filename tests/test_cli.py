@@ -1,6 +1,5 @@
 """The `genlab` command in-process (genlab.cli.main), and one subprocess: SIGTERM stops a run with a checkpoint."""
 import json
-import os
 import subprocess
 import sys
 import time
@@ -118,11 +117,11 @@ def test_a_taken_run_folder_is_refused(tmp_path, capsys):
                                             "--device", "cpu", "--run-dir", run, *TINY_VAE)
     assert "can change only" in refused(capsys, "resume", run, "--z-dim", "7")
     assert "can change only" in refused(capsys, "resume", run, "--seed", "5")
-    runs.write_status(run, "running", step=1)
-    status = json.loads((run / "status.json").read_text())
-    status["pid"] = os.getppid()                                   # a live process owns it
-    (run / "status.json").write_text(json.dumps(status))
-    assert "still running" in refused(capsys, "resume", run, "--steps", "3")
+    writer = runs.RunLock.acquire(run)                             # another writer holds the run
+    try:
+        assert "still running" in refused(capsys, "resume", run, "--steps", "3")
+    finally:
+        writer.release()
 
 
 def test_a_bad_checkpoint_is_one_line_and_the_run_is_marked_failed(tmp_path, capsys):

@@ -18,8 +18,8 @@ from picks import GAN_PAIR, ONE_NETWORK, WITH_CODES
     ({"model": WITH_CODES}, {"categories": 1}, "categories must be >= 2"),
     ({"model": ONE_NETWORK}, {"binarize": "yes"}, "binarize must be bool"),
     ({"lr": 1.0}, {}, "unknown TrainConfig field"),
-    ({"model": "dcgan"}, {"lr_g": float("nan")}, "lr_g must be a finite number"),
-    ({"model": "dcgan"}, {"r1_gamma": float("inf")}, "r1_gamma must be a finite number"),
+    ({"model": ONE_NETWORK}, {"grad_clip": float("nan")}, "grad_clip must be a finite number"),
+    ({"model": GAN_PAIR}, {"ema_decay": float("inf")}, "ema_decay must be a finite number"),
 ])
 def test_invalid_configs_are_refused(train, model, message):
     with pytest.raises(ConfigError, match=message):

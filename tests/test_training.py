@@ -313,7 +313,7 @@ def test_the_sample_grid_is_the_same_every_time_and_leaves_training_mode(tmp_pat
 def test_a_resumed_run_keeps_its_step_while_it_starts(tmp_path, monkeypatch):
     """Every status a resumed run writes keeps its step (a watcher saw it drop to 0 while loading)."""
     run = tmp_path / "run"
-    train(tiny_config("dcgan", steps=4), run)
+    train(tiny_config(ONE_NETWORK, steps=4), run)
     written, write_status = [], runs.write_status
 
     def recording(run_dir, state, **fields):                 # the real write, remembered
