@@ -8,7 +8,7 @@ Isolates the step from the data path (bench/throughput.py compares the whole loo
 DataLoader included): one process, so one OpenMP setting for all; the tutorial's networks
 (bench/reference_dcgan.py) start from genlab's initial weights; every loop draws its real batches
 with genlab's in-memory batcher. Timed, round by round in alternating order:
-  genlab        model.training_step with its defaults (reuse_fakes on)
+  genlab        model.training_step with its defaults (reuse_fakes on), channels_last off (NCHW)
   genlab-fresh  the same with reuse_fakes off (a second z batch and G forward for the G step)
   genlab-cl     (--channels-last) genlab with model and batches in channels_last, as the trainer
                 sets them when TrainConfig.channels_last is on; first checked to give genlab's losses
