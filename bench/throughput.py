@@ -63,11 +63,15 @@ def data_args(data: str, args) -> tuple[str, str]:
 # ---------------------------------------------------------------- which models the tutorial matches
 def tutorial_networks_match(model: str, data: str, args) -> bool:
     """Whether genlab's `model` at this data set's size has the tutorial's G and D (same parameter shapes)."""
+    dataset, _ = data_args(data, args)
+    return tutorial_shapes_match(model, *((1, 28) if dataset == "mnist" else (3, 64)))
+
+
+def tutorial_shapes_match(model: str, channels: int, size: int) -> bool:
+    """Whether genlab's `model` built for (channels, size) images has the tutorial's G and D parameter shapes."""
     import torch
     from bench.reference_dcgan import Discriminator, Generator
     from genlab.models import build_model
-    dataset, _ = data_args(data, args)
-    channels, size = (1, 28) if dataset == "mnist" else (3, 64)
     try:
         built = build_model(model, {"channels": channels, "image_size": size})
     except Exception:                                     # a model that cannot be built at this size

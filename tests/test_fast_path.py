@@ -67,3 +67,13 @@ def test_a_value_measured_only_at_log_steps_is_not_divided_by_the_interval(tmp_p
     assert fourth["step"] == 4
     assert math.isclose(fourth["r1/grad_norm"], every[4]["r1/grad_norm"], rel_tol=1e-5)
     assert math.isclose(fourth["loss/d"], sum(every[s]["loss/d"] for s in range(1, 5)) / 4, rel_tol=1e-5)
+
+
+def test_channels_last_auto_on_the_cpu_is_for_all_convolutional_models_only():
+    from genlab.models import build_model
+    from genlab.training import use_channels_last
+    cpu = torch.device("cpu")
+    chosen = {name: use_channels_last("auto", build_model(name, {"channels": 1, "image_size": 28}), cpu)
+              for name in ("dcgan", "vae", "gan")}
+    assert chosen == {"dcgan": True, "vae": False, "gan": False}        # VAE: Linear layers; GAN: no convs
+    assert not use_channels_last("off", build_model("dcgan", {"channels": 1, "image_size": 28}), cpu)
