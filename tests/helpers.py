@@ -31,6 +31,24 @@ def _tiny_configs() -> dict:
 TINY_MODEL = _tiny_configs()     # {name: tiny config} of the models registered at import, from the registry
 
 
+
+def wait_for(condition, timeout=90.0, what="condition"):
+    """Poll `condition()` until it returns something truthy (returned), or fail after `timeout` s."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def wait_until_inactive(run_dir: Path) -> dict:
+    """The status of a run once its training process has ended."""
+    from genlab import runs
+    return wait_for(lambda: (lambda s: None if runs.is_active(s) else s)(runs.read_status(run_dir)),
+                    what="the training process to end")
+
 # ---------------------------------------------------------------- browser tests
 from support import CHROMIUM, CHROMIUM_ARGS, free_port  # noqa: F401  (re-exported for the browser tests)
 

@@ -1,31 +1,14 @@
 """The run manager: a real tiny training process on the synthetic set, started, watched, stopped, resumed."""
-import time
-from pathlib import Path
-
 import pytest
 
 from genlab import ConfigError, runner, runs
 from genlab.settings import PublicLimits, Settings
+from helpers import wait_for, wait_until_inactive
 from picks import GAN_PAIR
 
 TINY = {"train": dict(model=GAN_PAIR, dataset="synthetic", image_size=28, steps=100000, batch_size=8,
                       log_every=2, sample_every=4, checkpoint_every=1000, device="cpu"),
         "model": dict(g_channels=4, d_channels=4, z_dim=8)}
-
-
-def wait_for(condition, timeout=90.0, what="condition"):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
-def wait_until_inactive(run_dir: Path) -> dict:
-    return wait_for(lambda: (lambda s: None if runs.is_active(s) else s)(runs.read_status(run_dir)),
-                    what="the training process to end")
 
 
 @pytest.mark.slow

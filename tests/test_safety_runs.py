@@ -24,27 +24,12 @@ from genlab.checkpoint import read_checkpoint
 from genlab.settings import PublicLimits, Settings
 from genlab.training import train
 
-from helpers import tiny_config
+from helpers import tiny_config, wait_for, wait_until_inactive
 from picks import CONDITIONAL, GAN_PAIR, ONE_NETWORK
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
 LONG = dict(steps=100000, log_every=2, sample_every=1000, checkpoint_every=1000)
-
-
-def wait_for(condition, timeout=90.0, what="condition"):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
-def wait_until_inactive(run_dir: Path) -> dict:
-    return wait_for(lambda: (lambda s: None if runs.is_active(s) else s)(runs.read_status(run_dir)),
-                    what="the training process to end")
 
 
 def public(root: Path, **caps) -> Settings:
