@@ -587,35 +587,41 @@ def hard_stop(run_dir: Path, limit: float, grace: float) -> None:
     os._exit(3)
 
 
-def mark_failed(run_dir: Path, error: BaseException) -> None:
-    """A failure before the training loop could report it (e.g. missing data): write it, holding the lock."""
+@contextlib.contextmanager
+def briefly_locked(run_dir: Path):
+    """Hold the run's lock for one last write; yields False (write nothing) when another process holds it."""
     try:
         lock = runs.RunLock.acquire(run_dir, wait_s=1.0)
     except (runs.RunBusy, OSError):
+        yield False
         return
     try:
-        if (runs.read_json(run_dir / "status.json", {}) or {}).get("state") != "failed":
-            runs.write_status(run_dir, "failed", error=runs.failure_message(error),
-                              traceback=traceback.format_exc(limit=8))
-    except OSError as write_error:
-        if write_error.errno != errno.ENOSPC:
-            raise
+        yield True
     finally:
         lock.release()
+
+
+def mark_failed(run_dir: Path, error: BaseException) -> None:
+    """A failure before the training loop could report it (e.g. missing data): write it, holding the lock."""
+    with briefly_locked(run_dir) as held:
+        if not held or (runs.read_json(run_dir / "status.json", {}) or {}).get("state") == "failed":
+            return
+        try:
+            runs.write_status(run_dir, "failed", error=runs.failure_message(error),
+                              traceback=traceback.format_exc(limit=8))
+        except OSError as write_error:
+            if write_error.errno != errno.ENOSPC:
+                raise
 
 
 def mark_ended_reason(run_dir: Path, reason: str) -> None:
     """Say why a run stopped by itself (the wall-clock limit), holding the lock."""
-    try:
-        lock = runs.RunLock.acquire(run_dir, wait_s=1.0)
-    except (runs.RunBusy, OSError):
-        return
-    try:
+    with briefly_locked(run_dir) as held:
+        if not held:
+            return
         status = runs.read_json(run_dir / "status.json", {}) or {}
         if status.get("state") == "stopped" and status.get("pid") == os.getpid():
             runs.write_status(run_dir, "stopped", stop_reason=reason)
-    finally:
-        lock.release()
 
 
 if __name__ == "__main__":
