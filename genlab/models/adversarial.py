@@ -148,11 +148,11 @@ class AdversarialModel(LatentModel):
             fake = self.generate(**latents)                          # (B, C, H, W)
         with kept_buffers(self.discriminator, keep=not train_d):     # a G-only step leaves D as it was
             fake_logits, fake_aux = self.discriminate(fake, latents.get("y"))
-        loss_g = generator_loss(fake_logits, c.loss)
-        info, info_logs = self.aux_loss(fake_aux, latents)
-        if info is not None:
-            loss_g = loss_g + info
-        optimizer_step(opt_g, loss_g, ctx, c)
+            loss_g = generator_loss(fake_logits, c.loss)
+            info, info_logs = self.aux_loss(fake_aux, latents)
+            if info is not None:
+                loss_g = loss_g + info
+            optimizer_step(opt_g, loss_g, ctx, c)                    # (BatchNorm's backward reads them)
         self.discriminator.requires_grad_(True)
 
         logs["loss/g"] = loss_g.detach()
