@@ -345,3 +345,38 @@ def test_a_running_process_pauses_steps_d_then_g_continues_and_stops(tmp_path):
     finally:
         if runs.is_active(runs.read_status(run)):
             runner.stop_run(run, settings, wait=True)
+
+
+# ---------------------------------------------------------------- the widget (Streamlit's AppTest)
+WIDGET = """
+from pathlib import Path
+from genlab import runs
+from genlab.settings import Settings
+from genlab.step_controls import step_controls
+run = Path({run!r})
+step_controls(run, runs.read_status(run), Settings(runs_root=run.parent), None, key="k")
+"""
+
+
+def widget(run):
+    from streamlit.testing.v1 import AppTest
+    return AppTest.from_string(WIDGET.format(run=str(run)), default_timeout=60).run()
+
+
+def test_the_widget_offers_phase_steps_only_for_models_with_phases_and_its_buttons_act(tmp_path):
+    gan = widget(fake_running(tmp_path / "gan"))
+    labels = [button.label for button in gan.button]
+    assert labels == ["Pause", "Step D only", "Step G only", "Step both ×1"] and not gan.exception
+    gan.button[1].click().run()                                      # Step D only
+    run = tmp_path / "gan" / "runs" / "run-1"
+    assert runs.read_control(run) == {"mode": "paused", "slow_s": 0.0, "requests": [request(1, ["D"])]}
+    assert [button.label for button in gan.button][0] == "Continue"
+    gan.slider[0].set_value(0.5).run()
+    assert runs.read_control(run)["slow_s"] == 0.5
+
+    one = widget(fake_running(tmp_path / "one", model=ONE_NETWORK))
+    assert [button.label for button in one.button] == ["Pause", "Step ×1"]
+
+    stopped = fake_running(tmp_path / "stopped")
+    runs.write_status(stopped, "stopped")
+    assert not widget(stopped).button                                # nothing to control
