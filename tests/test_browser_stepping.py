@@ -10,8 +10,8 @@ from picks import GAN_PAIR
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-RUN = {"train": dict(model=GAN_PAIR, dataset="synthetic", image_size=28, steps=100000, batch_size=8,
-                     log_every=5, sample_every=50, checkpoint_every=1000, device="cpu"),
+RUN = {"train": {"model": GAN_PAIR, "dataset": "synthetic", "image_size": 28, "steps": 100000,
+                 "batch_size": 8, "log_every": 5, "sample_every": 50, "checkpoint_every": 1000, "device": "cpu"},
        "model": {}}
 
 

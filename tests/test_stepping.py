@@ -207,7 +207,7 @@ def test_a_stop_file_ends_a_paused_run_with_a_checkpoint(tmp_path):
 
 
 # ---------------------------------------------------------------- the runner's and the CLI's refusals
-def fake_running(tmp_path, model=GAN_PAIR, **status) -> "Path":
+def fake_running(tmp_path, model=GAN_PAIR, **status):
     """A run folder whose status says this (live) process runs it: what the runner checks, no training."""
     run = tmp_path / "runs" / "run-1"
     run.mkdir(parents=True)
@@ -304,8 +304,8 @@ def test_the_cli_drives_a_run_and_refuses_bad_input_in_one_line(tmp_path, capsys
 
 
 # ---------------------------------------------------------------- a real training process
-REAL = {"train": dict(model=GAN_PAIR, dataset="synthetic", image_size=28, steps=100000, batch_size=8,
-                      log_every=5, sample_every=50, checkpoint_every=1000, device="cpu"),
+REAL = {"train": {"model": GAN_PAIR, "dataset": "synthetic", "image_size": 28, "steps": 100000,
+                  "batch_size": 8, "log_every": 5, "sample_every": 50, "checkpoint_every": 1000, "device": "cpu"},
         "model": {}}
 
 
@@ -316,17 +316,17 @@ def test_a_running_process_pauses_steps_d_then_g_continues_and_stops(tmp_path):
     try:
         wait_for(lambda: runs.read_metrics(run), what="the first metrics line")
         runner.pause_run(run, settings)
-        paused = wait_for(lambda: (lambda s: s if runs.is_paused(s) else None)(runs.read_status(run)),
-                          what="the run to pause")
-        at = paused["step"]
+        wait_for(lambda: runs.is_paused(runs.read_status(run)), what="the run to pause")
+        at = runs.read_status(run)["step"]
         runner.step_run(run, settings, phases=["D"])
         wait_for(lambda: any(r.get("manual") == "D" for r in runs.read_metrics(run)), what="the D step")
         runner.step_run(run, settings, phases=["G"])
         wait_for(lambda: any(r.get("manual") == "G" for r in runs.read_metrics(run)), what="the G step")
         manual = [(r["step"], r["manual"]) for r in runs.read_metrics(run) if "manual" in r]
         assert manual == [(at + 1, "D"), (at + 2, "G")]
-        status = wait_for(lambda: (lambda s: s if s["step"] == at + 2 else None)(runs.read_status(run)),
-                          what="the status after the G step")          # written just after its metrics line
+        wait_for(lambda: runs.read_status(run)["step"] == at + 2,
+                 what="the status after the G step")                  # written just after its metrics line
+        status = runs.read_status(run)
         assert runs.is_paused(status) and status["partial_steps"] == 2
         wait_for(lambda: runs.list_samples(run)[-1][0] == at + 2, what="the grid of the G step")
         assert at + 1 not in dict(runs.list_samples(run))             # the D step's grid went
@@ -370,7 +370,7 @@ def test_the_widget_offers_phase_steps_only_for_models_with_phases_and_its_butto
     gan.button[1].click().run()                                      # Step D only
     run = tmp_path / "gan" / "runs" / "run-1"
     assert runs.read_control(run) == {"mode": "paused", "slow_s": 0.0, "requests": [request(1, ["D"])]}
-    assert [button.label for button in gan.button][0] == "Continue"
+    assert gan.button[0].label == "Continue"
     gan.slider[0].set_value(0.5).run()
     assert runs.read_control(run)["slow_s"] == 0.5
 
