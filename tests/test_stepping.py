@@ -194,6 +194,9 @@ def test_d_only_and_g_only_steps_are_logged_sampled_and_counted(tmp_path):
     assert "loss/g" in lines[4] and "loss/d" not in lines[4]
     # A grid after every manual step; only the newest one that was not due is kept (3 went when 4 came).
     assert [s for s, _ in runs.list_samples(run)] == [2, 4, 5, 6, 8]
+    runs.write_status(run, "interrupted", paused=True)             # as if it had died while paused
+    resumed = genlab.resume(run, steps=10)
+    assert resumed["step"] == 10 and not resumed["paused"] and resumed["partial_steps"] == 3   # kept
 
 
 def test_a_stop_file_ends_a_paused_run_with_a_checkpoint(tmp_path):

@@ -112,11 +112,12 @@ class Stopper:
         self.signals.__enter__()
         if self.controlled:                          # a new process starts running, without old requests
             runs.clear_control(self.run_dir)
-            status = runs.read_json(Path(self.run_dir) / "status.json", {}) or {}
+            status = runs.read_json(Path(self.run_dir) / "status.json", {})
+            status = status if isinstance(status, dict) else {}
             self.manual_steps, self.partial_steps = (count(status.get(key)) for key in ("manual_steps",
                                                                                        "partial_steps"))
-            if status.get("paused"):
-                runs.write_status(self.run_dir, status.get("state", "running"), paused=False)
+            if status.get("paused"):                 # left by a process that died while paused
+                runs.write_status(self.run_dir, "running", paused=False)
         return self
 
     def __exit__(self, *exc):
