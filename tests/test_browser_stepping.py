@@ -33,17 +33,17 @@ def test_pause_step_d_step_g_and_continue_in_the_browser(tmp_path):
                     page = browser.new_page(viewport={"width": 1400, "height": 1200})
                     page.goto(f"{url}/Live_run?run={run.name}")
                     page.get_by_role("button", name="Pause").click(timeout=60_000)
-                    expect(page.get_by_text("paused", exact=True)).to_be_visible(timeout=60_000)
+                    expect(page.get_by_text("paused", exact=True).first).to_be_visible(timeout=60_000)
                     at = runs.read_status(run)["step"]
                     assert runs.is_paused(runs.read_status(run))
 
                     page.get_by_role("button", name="Step D only").click()
                     wait_for(lambda: manual_steps(run) == [(at + 1, "D")], what="the D step")
-                    expect(page.get_by_text("1 manual step", exact=False)).to_be_visible(timeout=30_000)
+                    expect(page.get_by_text("1 manual step", exact=False).first).to_be_visible(timeout=30_000)
                     page.get_by_role("button", name="Step G only").click()
                     wait_for(lambda: manual_steps(run) == [(at + 1, "D"), (at + 2, "G")], what="the G step")
                     expect(page.get_by_text(f"samples at step {at + 2}")).to_be_visible(timeout=30_000)
-                    expect(page.get_by_text("2 manual steps", exact=False)).to_be_visible(timeout=30_000)
+                    expect(page.get_by_text("2 manual steps", exact=False).first).to_be_visible(timeout=30_000)
                     assert runs.read_status(run)["step"] == at + 2        # paused: nothing else trained
 
                     page.get_by_role("button", name="Continue").click()
