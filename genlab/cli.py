@@ -7,6 +7,7 @@
     genlab explore [--port 7860]                                the latent explorer alone
     genlab hub push|save|pull ...                               Hugging Face Hub
     genlab export CHECKPOINT_OR_RUN OUT.safetensors             an inference-only copy
+    genlab control RUN_DIR pause|continue|step [--phase D] [--k N]|slow SECONDS   step by step
 
 For train, every TrainConfig field and every field of the chosen model's config is a flag; options
 are checked (argparse, then the config dataclasses, then the data set) before any training starts.
@@ -199,6 +200,38 @@ def export_main(argv: list[str], settings: Settings) -> int:
     return 0
 
 
+def control_main(argv: list[str], settings: Settings) -> int:
+    """genlab control RUN_DIR pause|continue|step|slow: drive a running run step by step."""
+    from . import runner
+    parser = Parser(prog="genlab control", description="Pause a running run, continue it, order manual "
+                    "steps (the run pauses first) or slow it down; the run reads RUN_DIR/control.json "
+                    "between steps.")
+    parser.add_argument("run_dir", type=Path, help="The run folder of a running run.")
+    actions = parser.add_subparsers(dest="action", required=True, metavar="pause|continue|step|slow")
+    actions.add_parser("pause", help="Pause between steps (the process keeps its place).")
+    actions.add_parser("continue", help="Train on by itself again.")
+    step = actions.add_parser("step", help="Run manual steps (logged and sampled after each).")
+    step.add_argument("--phase", action="append", help="Run only this phase of the model (e.g. D or G; "
+                      "repeatable); default: all phases.")
+    step.add_argument("--k", type=int, default=1, help=f"How many steps (1 to {runs.MAX_STEP_K}; default 1).")
+    slow = actions.add_parser("slow", help="Sleep between steps (0 turns it off).")
+    slow.add_argument("seconds", type=float, help=f"0 to {runs.MAX_SLOW_S:g} seconds.")
+    args = parser.parse_args(argv)
+    try:
+        if args.action == "pause":
+            runner.pause_run(args.run_dir, settings)
+        elif args.action == "continue":
+            runner.continue_run(args.run_dir, settings)
+        elif args.action == "step":
+            runner.step_run(args.run_dir, settings, phases=args.phase, k=args.k)
+        else:
+            runner.set_slow_motion(args.run_dir, settings, seconds=args.seconds)
+    except USER_ERRORS as error:
+        parser.exit(2, f"{parser.prog}: error: {error}\n")
+    print(f"{args.action}: {args.run_dir}", file=sys.stderr)
+    return 0
+
+
 def eval_main(argv: list[str], settings: Settings) -> int:
     from .eval import main
     return main(argv)
@@ -222,7 +255,8 @@ def hub_main(argv: list[str], settings: Settings) -> int:
 
 
 COMMANDS = {"train": train_main, "resume": resume_main, "eval": eval_main, "serve": serve_main,
-            "explore": explore_main, "hub": hub_main, "export": export_main}
+            "explore": explore_main, "hub": hub_main, "export": export_main,
+            "control": control_main}
 
 
 def main(argv: list[str] | None = None, settings: Settings | None = None) -> int:

@@ -624,5 +624,87 @@ def mark_ended_reason(run_dir: Path, reason: str) -> None:
             runs.write_status(run_dir, "stopped", stop_reason=reason)
 
 
+
+# ---------------------------------------------------------------- step-by-step control
+def controlled_run(run_dir: Path, settings: Settings, owner: str | None) -> tuple[Path, dict, dict]:
+    """(run folder, status, config) of a running run this visitor may pause, step or slow down."""
+    settings = as_settings(settings)
+    run_dir = require_control(run_dir, settings, owner)
+    config = runs.read_json(run_dir / "config.json")
+    if not isinstance(config, dict) or not isinstance(config.get("train"), dict):
+        raise RunnerError(f"{run_dir.name} is not a run folder (no config.json)")
+    status = runs.read_status(run_dir)
+    state = shown_state(run_dir, status)
+    if state != "running":
+        hint = "wait until it runs" if state == "starting" else "resume it first" \
+            if not runs.is_active(status) else "it ends at its next step"
+        raise RunnerError(f"{run_dir.name} is {state}, not running; {hint}")
+    world_size = status.get("world_size") or 1
+    if world_size != 1:
+        raise RunnerError(f"{run_dir.name} trains in {world_size} processes; pause and manual steps work "
+                          f"for single-process runs only (stop and resume it instead)")
+    return run_dir, status, config
+
+
+def model_phases(config: dict) -> tuple[str, ...]:
+    """The phases of the run's model (a GAN's ("D", "G")), from its class."""
+    from .models import get_model_class
+    return tuple(get_model_class(config["train"]["model"]).phases)
+
+
+def change_control(run_dir: Path, change) -> dict:
+    try:
+        return runs.update_control(run_dir, change)
+    except ConfigError as error:
+        raise RunnerError(str(error)) from None
+
+
+def pause_run(run_dir: Path, settings: Settings, owner: str | None = None) -> dict:
+    """Pause a running run between steps; its process keeps the model, the optimizers and its place."""
+    run_dir, _, _ = controlled_run(run_dir, settings, owner)
+    return change_control(run_dir, lambda control: dict(control, mode="paused"))
+
+
+def continue_run(run_dir: Path, settings: Settings, owner: str | None = None) -> dict:
+    """Let a paused run train on by itself (manual steps already asked for run first)."""
+    run_dir, _, _ = controlled_run(run_dir, settings, owner)
+    return change_control(run_dir, lambda control: dict(control, mode="running"))
+
+
+def step_run(run_dir: Path, settings: Settings, owner: str | None = None, phases=None, k: int = 1) -> dict:
+    """Pause the run (if it is not) and ask for `k` manual steps of `phases` (None: all of the model's
+    phases, e.g. ["D"]: a discriminator-only step); each is logged and sampled right after it."""
+    run_dir, status, config = controlled_run(run_dir, settings, owner)
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= runs.MAX_STEP_K:
+        raise RunnerError(f"k must be a whole number of steps from 1 to {runs.MAX_STEP_K}, got {str(k)[:20]}")
+    known = model_phases(config)
+    if phases is not None:
+        phases = [phases] if isinstance(phases, str) else list(phases)
+        unknown = [str(p)[:20] for p in phases if p not in known]
+        if unknown or not phases:
+            what = (f"phases {', '.join(known)}" if len(known) > 1 else
+                    "one phase: step it whole (no phase)")
+            raise RunnerError(f"{config['train'].get('model')} has no phase {', '.join(unknown) or '(none given)'}"
+                              f"; it has {what}")
+        phases = None if set(phases) == set(known) else [p for p in known if p in phases]
+    done = status.get("control_seq") if isinstance(status.get("control_seq"), int) else 0
+
+    def add(control: dict) -> dict:
+        waiting = [r for r in control["requests"] if r["seq"] > done]       # the process took the others
+        seq = max([done, *(r["seq"] for r in control["requests"])]) + 1
+        return dict(control, mode="paused", requests=[*waiting, {"seq": seq, "phases": phases, "k": k}])
+    return change_control(run_dir, add)
+
+
+def set_slow_motion(run_dir: Path, settings: Settings, owner: str | None = None, seconds: float = 0.0) -> dict:
+    """Sleep `seconds` (0 to runs.MAX_SLOW_S; 0 turns it off) between the steps of a running run."""
+    run_dir, _, _ = controlled_run(run_dir, settings, owner)
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or \
+            not 0.0 <= seconds <= runs.MAX_SLOW_S:
+        raise RunnerError(f"slow motion must be 0 to {runs.MAX_SLOW_S:g} seconds between steps, "
+                          f"got {str(seconds)[:20]}")
+    return change_control(run_dir, lambda control: dict(control, slow_s=float(seconds)))
+
+
 if __name__ == "__main__":
     sys.exit(main())

@@ -6,6 +6,7 @@
     RUN/samples/step_000500.png     a grid from one fixed set of latents
     RUN/checkpoints/latest.safetensors   weights, optimizer and RNG state, JSON config in the header
     RUN/STOP                        present: the run is asked to stop at its next step
+    RUN/control.json                pause / continue, manual steps and slow motion, read between steps
     RUN/.lock                       flock held by the one training process writing the run; holds its identity
     RUN/.reserve                    256 KiB deleted on ENOSPC to make room for a final "failed" status
     RUN/owner.json                  the SHA-256 of the session token of the visitor who started it (public mode)
@@ -305,6 +306,98 @@ def stop_requested(run_dir: Path) -> bool:
 
 def clear_stop(run_dir: Path) -> None:
     (Path(run_dir) / "STOP").unlink(missing_ok=True)
+
+
+# ---------------------------------------------------------------- step-by-step control
+CONTROL_NAME = "control.json"
+CONTROL_LOCK_NAME = ".control.lock"
+CONTROL_MODES = ("running", "paused")
+MAX_STEP_K = 100            # manual steps one request may ask for
+MAX_PENDING = 20            # requests the training process has not yet taken
+MAX_SLOW_S = 5.0            # slow motion: seconds of sleep between steps, at most
+MAX_CONTROL_BYTES = 16384   # a bigger control file is not read
+
+
+def default_control() -> dict:
+    return {"mode": "running", "slow_s": 0.0, "requests": []}
+
+
+def check_control(control) -> dict:
+    """The control a file or a caller gives, checked field by field (ConfigError names the bad one).
+
+    {"mode": "running" | "paused", "slow_s": 0..MAX_SLOW_S,
+     "requests": [{"seq": n >= 1 (increasing), "phases": [names] or null (all), "k": 1..MAX_STEP_K}, ...]}
+    """
+    if not isinstance(control, dict) or set(control) - {"mode", "slow_s", "requests"}:
+        raise ConfigError("a control is an object with the keys mode, slow_s and requests")
+    mode, slow, requests = control.get("mode", "running"), control.get("slow_s", 0.0), control.get("requests", [])
+    if mode not in CONTROL_MODES:
+        raise ConfigError(f"mode must be one of {', '.join(CONTROL_MODES)}, got {str(mode)[:20]!r}")
+    if isinstance(slow, bool) or not isinstance(slow, (int, float)) or not 0.0 <= slow <= MAX_SLOW_S:
+        raise ConfigError(f"slow motion must be 0 to {MAX_SLOW_S:g} seconds between steps, got {str(slow)[:20]}")
+    if not isinstance(requests, list) or len(requests) > MAX_PENDING:
+        raise ConfigError(f"at most {MAX_PENDING} step requests may wait; let the run take them first")
+    checked, last_seq = [], 0
+    for request in requests:
+        if not isinstance(request, dict) or set(request) != {"seq", "phases", "k"}:
+            raise ConfigError("a step request is an object with the keys seq, phases and k")
+        seq, phases, k = request["seq"], request["phases"], request["k"]
+        if isinstance(seq, bool) or not isinstance(seq, int) or seq <= last_seq:
+            raise ConfigError("step requests carry increasing whole numbers seq >= 1")
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_STEP_K:
+            raise ConfigError(f"k must be a whole number of steps from 1 to {MAX_STEP_K}, got {str(k)[:20]}")
+        if phases is not None and (not isinstance(phases, list) or not 1 <= len(phases) <= 8 or not all(
+                isinstance(p, str) and p.isalnum() and len(p) <= 16 for p in phases) or len(set(phases)) < len(phases)):
+            raise ConfigError("phases must be null (all) or a list of distinct short phase names")
+        checked.append({"seq": seq, "phases": phases, "k": k})
+        last_seq = seq
+    return {"mode": mode, "slow_s": float(slow), "requests": checked}
+
+
+def read_control(run_dir: Path) -> dict:
+    """The run's control (pause / continue, step requests, slow motion); a missing, oversized or
+    invalid file reads as the default: running, no requests, no slow motion."""
+    path = Path(run_dir) / CONTROL_NAME
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_CONTROL_BYTES + 1)
+        if len(data) > MAX_CONTROL_BYTES:
+            return default_control()
+        return check_control(json.loads(data))
+    except (OSError, ValueError, ConfigError):           # JSONDecodeError and bad UTF-8 are ValueErrors
+        return default_control()
+
+
+def control_stamp(run_dir: Path) -> tuple | None:
+    """(mtime_ns, size, inode) of the control file, or None: the cheap test of whether it changed."""
+    try:
+        stat = os.stat(Path(run_dir) / CONTROL_NAME)
+    except OSError:
+        return None
+    return stat.st_mtime_ns, stat.st_size, stat.st_ino
+
+
+def update_control(run_dir: Path, change) -> dict:
+    """Read the control, apply `change(control) -> control`, check it and write it atomically, all under
+    an flock on RUN/.control.lock (two clicks at once do not lose one); returns what was written."""
+    fd = os.open(Path(run_dir) / CONTROL_LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        control = check_control(change(read_control(run_dir)))
+        atomic_write_json(Path(run_dir) / CONTROL_NAME, control)
+        return control
+    finally:
+        os.close(fd)
+
+
+def clear_control(run_dir: Path) -> None:
+    """A new training process starts running, without old requests."""
+    (Path(run_dir) / CONTROL_NAME).unlink(missing_ok=True)
+
+
+def is_paused(status: dict) -> bool:
+    """Whether a running run's process is paused (it says so in status.json)."""
+    return status.get("state") == "running" and bool(status.get("paused"))
 
 
 # ---------------------------------------------------------------- metrics

@@ -3,6 +3,7 @@ import streamlit as st
 
 from genlab import dashboard, runs
 from genlab.settings import Settings
+from genlab.step_controls import step_controls
 
 st.set_page_config(page_title="genlab · live run", page_icon=":material/science:", layout="wide")
 settings = Settings.from_env()
@@ -34,6 +35,8 @@ overlay = [p for p in (dashboard.run_path(n, settings) for n in overlay_names) i
 @st.fragment(run_every=dashboard.REFRESH_S)
 def live() -> None:
     dashboard.live_run(run_dir, overlay, smoothing, log_y, settings, owner)
+    # step-by-step controls
+    step_controls(run_dir, runs.read_status(run_dir), settings, owner, key=run_dir.name)
 
 
 @st.fragment

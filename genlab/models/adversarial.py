@@ -7,6 +7,7 @@ InfoGAN adds `aux_loss`. An inference export drops the discriminator (`training_
 """
 from __future__ import annotations
 
+import contextlib
 import warnings
 from dataclasses import dataclass
 
@@ -67,6 +68,7 @@ class AdversarialModel(LatentModel):
     discriminator: nn.Module
     training_only = ("discriminator",)
     ema_of = "generator"
+    phases = ("D", "G")                               # a manual step may run one alone
 
     def discriminate(self, x: torch.Tensor, y: torch.Tensor | None) -> tuple[torch.Tensor, object]:
         """D's logits, shape (B,), and auxiliary outputs (InfoGAN's Q head) or None."""
@@ -96,53 +98,76 @@ class AdversarialModel(LatentModel):
         With `reuse_fakes` the last D step's G(z) is computed once with its graph: D sees
         fake.detach(), the G step backpropagates through the same fake (the canonical DCGAN loop).
         Real and fake batches go through D separately (separate BatchNorm batches, as in DCGAN).
+        `ctx.phases` ("D",) or ("G",) runs one phase alone (a manual step): the other network, its
+        BatchNorm statistics and the EMA (which follows G steps) stay exactly as they were.
         """
         c = self.config
         opt_g, opt_d = optimizers["generator"], optimizers["discriminator"]
+        phases = self.phases if ctx.phases is None else ctx.phases
+        train_d, train_g = "D" in phases, "G" in phases
         r1_on = c.r1_gamma > 0
         measure_r1 = r1_on or ctx.diagnostics        # R1's gradient norm costs a double backward
+        logs, fake = {}, None
 
         # ---------------- D step(s): maximize log D(x) + log(1 - D(G(z))) ----------------
-        self.discriminator.requires_grad_(True)
-        for d_step in range(c.d_steps):
-            real, y = batches()                                      # (B, C, H, W) in [-1, 1], (B,)
-            latents = self.sample_latents(real.shape[0], ctx.rng)
-            keep_graph = c.reuse_fakes and d_step == c.d_steps - 1
-            with torch.set_grad_enabled(keep_graph):
-                fake = self.generate(**latents)                      # (B, C, H, W)
-            real.requires_grad_(measure_r1)
-            real_logits, _ = self.discriminate(real, y)              # (B,)
-            fake_logits, fake_aux = self.discriminate(fake.detach(), latents.get("y"))
-            loss_d = discriminator_loss(real_logits, fake_logits, c.loss)
-            if measure_r1:
-                grad_sq = r1_penalty(real_logits, real, create_graph=r1_on)   # (B,)
-                if r1_on:
-                    loss_d = loss_d + 0.5 * c.r1_gamma * grad_sq.mean()
-            info, _ = self.aux_loss(fake_aux, latents)
-            if info is not None:
-                loss_d = loss_d + info
-            optimizer_step(opt_d, loss_d, ctx, c)
+        if train_d:
+            self.discriminator.requires_grad_(True)
+            with kept_buffers(self.generator, keep=not train_g):       # a D-only step leaves G as it was
+                for d_step in range(c.d_steps):
+                    real, y = batches()                              # (B, C, H, W) in [-1, 1], (B,)
+                    latents = self.sample_latents(real.shape[0], ctx.rng)
+                    keep_graph = train_g and c.reuse_fakes and d_step == c.d_steps - 1
+                    with torch.set_grad_enabled(keep_graph):
+                        fake = self.generate(**latents)              # (B, C, H, W)
+                    real.requires_grad_(measure_r1)
+                    real_logits, _ = self.discriminate(real, y)      # (B,)
+                    fake_logits, fake_aux = self.discriminate(fake.detach(), latents.get("y"))
+                    loss_d = discriminator_loss(real_logits, fake_logits, c.loss)
+                    if measure_r1:
+                        grad_sq = r1_penalty(real_logits, real, create_graph=r1_on)   # (B,)
+                        if r1_on:
+                            loss_d = loss_d + 0.5 * c.r1_gamma * grad_sq.mean()
+                    info, _ = self.aux_loss(fake_aux, latents)
+                    if info is not None:
+                        loss_d = loss_d + info
+                    optimizer_step(opt_d, loss_d, ctx, c)
 
-        logs = {"loss/d": loss_d.detach(),
-                "d/real": torch.sigmoid(real_logits.detach()).mean(),
-                "d/fake": torch.sigmoid(fake_logits.detach()).mean()}
-        if measure_r1:
-            logs["r1/grad_norm"] = grad_sq.detach().sqrt().mean()
+            logs.update({"loss/d": loss_d.detach(),
+                         "d/real": torch.sigmoid(real_logits.detach()).mean(),
+                         "d/fake": torch.sigmoid(fake_logits.detach()).mean()})
+            if measure_r1:
+                logs["r1/grad_norm"] = grad_sq.detach().sqrt().mean()
+        if not train_g:
+            return logs
 
         # ---------------- G step: minimize the generator loss (D frozen) ----------------
         self.discriminator.requires_grad_(False)     # no D weight gradients in the G backward
-        if not c.reuse_fakes:
-            latents = self.sample_latents(real.shape[0], ctx.rng)
+        if fake is None or not c.reuse_fakes:
+            batch_size = real.shape[0] if fake is not None else batches()[0].shape[0]   # a G-only step: B
+            latents = self.sample_latents(batch_size, ctx.rng)
             fake = self.generate(**latents)                          # (B, C, H, W)
-        fake_logits, fake_aux = self.discriminate(fake, latents.get("y"))
-        loss_g = generator_loss(fake_logits, c.loss)
-        info, info_logs = self.aux_loss(fake_aux, latents)
-        if info is not None:
-            loss_g = loss_g + info
-        optimizer_step(opt_g, loss_g, ctx, c)
+        with kept_buffers(self.discriminator, keep=not train_d):     # a G-only step leaves D as it was
+            fake_logits, fake_aux = self.discriminate(fake, latents.get("y"))
+            loss_g = generator_loss(fake_logits, c.loss)
+            info, info_logs = self.aux_loss(fake_aux, latents)
+            if info is not None:
+                loss_g = loss_g + info
+            optimizer_step(opt_g, loss_g, ctx, c)                    # (BatchNorm's backward reads them)
         self.discriminator.requires_grad_(True)
 
         logs["loss/g"] = loss_g.detach()
         logs.update({k: v.detach() for k, v in info_logs.items()})
         self.end_step(ctx)
         return logs
+
+
+@contextlib.contextmanager
+def kept_buffers(network: nn.Module, keep: bool):
+    """With keep=True, `network`'s buffers (BatchNorm running statistics) are restored on exit, so a
+    forward pass in training mode leaves the network exactly as it was."""
+    saved = [buffer.clone() for buffer in network.buffers()] if keep else []
+    try:
+        yield
+    finally:
+        for buffer, value in zip(network.buffers() if keep else (), saved):
+            buffer.copy_(value)

@@ -7,8 +7,10 @@ Every model is a `GenerativeModel` (an `nn.Module` that owns its networks):
   - `sample(n, rng)` -> (n, C, H, W) images in [-1, 1], and `sample_grid(rng)` -> (images, nrow),
     the universal path of the loop's grid, the evaluation and the Hub card.
 Class attributes: `name` (set by `register_model`), `config_class`, `training_only` (sub-networks an
-inference export drops), `tiny` (a config small enough for the test suite) and `ema_of` (the
-sub-network whose moving average samples use when `config.ema_decay > 0`).
+inference export drops), `tiny` (a config small enough for the test suite), `ema_of` (the
+sub-network whose moving average samples use when `config.ema_decay > 0`) and `phases` (the parts of
+a step that a manual step may run alone, e.g. a GAN's ("D", "G"); a model with more than one honours
+`ctx.phases`, and the networks of a phase not run stay exactly as they were).
 
 Training services come from config fields every model has (ImageConfig): `lr_warmup`, `lr_decay` and
 `grad_clip` through `nn.optim.optimizer_step`, and `ema_decay`: the model then owns
@@ -46,6 +48,7 @@ class StepContext:
     rng: torch.Generator            # the loop's generator: batches, latents, noise, timesteps
     diagnostics: bool = False       # a log step: also compute what costs extra (R1 norm, grad norms)
     total_steps: int | None = None  # the run's planned length (for LR decay); None: unknown
+    phases: tuple[str, ...] | None = None   # the model's phases this step runs (a manual D-only step); None: all
 
 
 @dataclass
@@ -148,6 +151,7 @@ class GenerativeModel(nn.Module, abc.ABC):
     tiny: ClassVar[dict] = {}                         # a config small enough for the test suite
     conditional: ClassVar[bool] = False               # sample(n, rng, y=labels) is meaningful
     ema_of: ClassVar[str] = ""                        # the sampling network an EMA follows ("": none)
+    phases: ClassVar[tuple[str, ...]] = ("step",)     # a step's phases a manual step may run alone (GAN: D, G)
 
     def __init__(self, config):
         super().__init__()
