@@ -85,7 +85,7 @@ def from_dict(config_class, values: dict):
     return config
 
 
-DATASETS = ("mnist", "celeba64", "imagefolder", "synthetic")
+DATASETS = ("mnist", "fashion", "emoji64", "celeba64", "imagefolder", "synthetic")
 
 
 @dataclass
@@ -97,7 +97,7 @@ class TrainConfig:
     data_path: str | None = param(None, "A folder of images (imagefolder, or celeba64 from an "
                                         "img_align_celeba folder); overrides data_root.")
     image_size: int | None = param(None, "Image side for imagefolder (default 64) and synthetic "
-                                         "(default 28); MNIST is 28, celeba64 is 64.", low=8, high=256)
+                                         "(default 28); MNIST and fashion are 28, emoji64 and celeba64 are 64.", low=8, high=256)
     channels: int = param(1, "Channels of the synthetic set (1 or 3).", choices=(1, 3))
     steps: int = param(3000, "Training steps (generator updates) in total.", low=1)
     batch_size: int = param(64, "Images per batch.", low=1, high=4096)

@@ -21,7 +21,10 @@ import torch
 from .config import TrainConfig
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
-BUILTIN_DATASETS = ("mnist", "celeba64", "synthetic")      # found under data_root, no path of a visitor's choosing
+BUILTIN_DATASETS = ("mnist", "fashion", "emoji64", "celeba64", "synthetic")  # no path of a visitor's choosing
+FASHION_SYSTEM_FOLDER = Path("/usr/share/datasets/fashion-mnist")       # Debian's dataset-fashion-mnist
+EMOJI_FONT = Path("/usr/share/fonts/truetype/noto/NotoColorEmoji.ttf")  # Debian's fonts-noto-color-emoji
+EMOJI_TEST = Path("/usr/share/unicode/emoji/emoji-test.txt")            # Debian's unicode-data
 
 
 class DataError(RuntimeError):
@@ -85,7 +88,7 @@ def load_dataset(config: TrainConfig, split: str = "train", settings=None) -> Im
     """The data set a TrainConfig names, on the CPU (the training loop moves it to its device).
     With public `settings` (genlab.settings.Settings), only the built-in data sets are loaded."""
     check_public_data(config, settings)
-    loaders = {"mnist": load_mnist, "celeba64": load_celeba64,
+    loaders = {"mnist": load_mnist, "fashion": load_fashion, "emoji64": load_emoji64, "celeba64": load_celeba64,
                "imagefolder": load_imagefolder, "synthetic": load_synthetic}
     data = loaders[config.dataset](config, split)
     if config.max_images is not None and len(data) > config.max_images:
@@ -118,6 +121,130 @@ def load_mnist(config: TrainConfig, split: str = "train") -> ImageData:
                 f"or pass --data-root pointing at the folder that holds MNIST/raw.") from None
     images = dataset.data[:, None].contiguous()                                  # (N, 1, 28, 28) uint8
     return ImageData("mnist", images, dataset.targets.long(), 10)
+
+
+# ---------------------------------------------------------------- Fashion-MNIST
+FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                   "Ankle boot")
+
+
+def read_idx(path: Path) -> torch.Tensor:
+    """An IDX file (MNIST's format: big-endian magic, dims, then uint8 data), plain or .gz."""
+    import gzip
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as stream:
+        data = stream.read()
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
+        raise DataError(f"{path.name} is not an IDX file of unsigned bytes")
+    dims = data[3]
+    shape = [int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(dims)]
+    body = data[4 + 4 * dims:]
+    if len(body) != math.prod(shape):
+        raise DataError(f"{path.name} is truncated: {len(body)} bytes for a {shape} array")
+    return torch.frombuffer(bytearray(body), dtype=torch.uint8).reshape(shape)
+
+
+def find_idx(folder: Path, stem: str) -> Path | None:
+    """`stem` or `stem.gz` in `folder`, whichever exists."""
+    for path in (folder / stem, folder / f"{stem}.gz"):
+        if path.is_file():
+            return path
+    return None
+
+
+def load_fashion(config: TrainConfig, split: str = "train") -> ImageData:
+    """Fashion-MNIST (Xiao et al. 2017, MIT): torchvision's layout under the data root (downloaded there
+    when missing and a connection exists), or the Debian package's folder when it is installed."""
+    root = Path(config.data_path or config.data_root)
+    prefix = "train" if split == "train" else "t10k"
+    stems = (f"{prefix}-images-idx3-ubyte", f"{prefix}-labels-idx1-ubyte")
+    for folder in (root / "FashionMNIST" / "raw", FASHION_SYSTEM_FOLDER):
+        found = [find_idx(folder, stem) for stem in stems]
+        if all(found):
+            images, labels = read_idx(found[0]), read_idx(found[1])
+            return ImageData("fashion", images[:, None].contiguous(), labels.long(), 10)  # (N, 1, 28, 28)
+    try:
+        from torchvision.datasets import FashionMNIST
+        root.mkdir(parents=True, exist_ok=True)
+        dataset = FashionMNIST(str(root), train=split == "train", download=True)
+    except Exception as error:  # offline, read-only folder, ...
+        raise DataError(
+            f"Fashion-MNIST is not in {root / 'FashionMNIST' / 'raw'} nor {FASHION_SYSTEM_FOLDER} and could not "
+            f"be downloaded ({download_failure(error)}). On Debian/Ubuntu: apt-get install dataset-fashion-mnist; "
+            f"or put the four idx files in {root / 'FashionMNIST' / 'raw'}.") from None
+    return ImageData("fashion", dataset.data[:, None].contiguous(), dataset.targets.long(), 10)
+
+
+# ---------------------------------------------------------------- emoji at 64x64 RGB
+EMOJI_SIZE = 64
+EMOJI_GLYPH_PX = 109                        # the one bitmap size of Noto Color Emoji (CBDT strikes)
+
+
+def emoji_list(test_file: Path = EMOJI_TEST) -> tuple[list[str], list[int], list[str]]:
+    """(emoji strings, group index of each, group names) from Unicode's emoji-test.txt: fully-qualified
+    emoji without skin-tone modifiers or ZWJ sequences; the Component group (bare modifiers) is left out."""
+    emoji, group_of, groups, group = [], [], [], None
+    for line in test_file.read_text(encoding="utf-8").splitlines():
+        if line.startswith("# group:"):
+            group = line.split(":", 1)[1].strip()
+            continue
+        if line.startswith("#") or ";" not in line or group in (None, "Component"):
+            continue
+        codes, status = line.split(";", 1)
+        if status.split("#")[0].strip() != "fully-qualified":
+            continue
+        points = [int(code, 16) for code in codes.split()]
+        if 0x200D in points or any(0x1F3FB <= p <= 0x1F3FF for p in points):
+            continue
+        if group not in groups:
+            groups.append(group)
+        emoji.append("".join(map(chr, points)))
+        group_of.append(groups.index(group))
+    return emoji, group_of, groups
+
+
+def render_emoji(text: str, font, size: int = EMOJI_SIZE) -> torch.Tensor | None:
+    """One emoji drawn in colour, cropped to its ink, centred on white and resized: (3, size, size) uint8."""
+    from PIL import Image, ImageDraw
+    from torchvision.transforms.functional import pil_to_tensor
+    canvas = Image.new("RGBA", (EMOJI_GLYPH_PX * 3 // 2, EMOJI_GLYPH_PX * 3 // 2), (255, 255, 255, 0))
+    ImageDraw.Draw(canvas).text((0, 0), text, font=font, embedded_color=True)
+    box = canvas.getbbox()
+    if box is None:                                          # the font has no glyph for it
+        return None
+    glyph = canvas.crop(box)
+    side = max(glyph.size)
+    square = Image.new("RGB", (side, side), "white")
+    square.paste(glyph, ((side - glyph.width) // 2, (side - glyph.height) // 2), mask=glyph.split()[3])
+    return pil_to_tensor(square.resize((size, size), Image.LANCZOS))            # (3, size, size)
+
+
+def load_emoji64(config: TrainConfig, split: str = "train") -> ImageData:
+    """About 1,400 colour emoji rendered once at 64x64 from Noto Color Emoji (images Apache-2.0), labelled
+    by their Unicode emoji group; every fifth emoji is the test split. Cached under data_root/cache."""
+    from safetensors.torch import load_file, save_file
+    if not (EMOJI_FONT.is_file() and EMOJI_TEST.is_file()):
+        raise DataError(f"emoji64 is rendered from {EMOJI_FONT} with the groups of {EMOJI_TEST}; on Debian/Ubuntu: "
+                        f"apt-get install fonts-noto-color-emoji unicode-data")
+    emoji, group_of, groups = emoji_list()
+    key = hashlib.sha1(("\n".join(emoji) + f"|{EMOJI_FONT.stat().st_size}").encode()).hexdigest()[:12]
+    cache = Path(config.data_root) / "cache" / f"genlab-emoji64-{len(emoji)}-{key}.safetensors"
+    try:
+        stored = load_file(str(cache))
+        images, labels = stored["images"], stored["labels"]
+    except Exception:  # noqa: BLE001  (missing or bad cache: render again)
+        from PIL import ImageFont
+        font = ImageFont.truetype(str(EMOJI_FONT), EMOJI_GLYPH_PX)
+        drawn = [(render_emoji(text, font), group) for text, group in zip(emoji, group_of)]
+        images = torch.stack([image for image, _ in drawn if image is not None])      # (N, 3, 64, 64)
+        labels = torch.tensor([group for image, group in drawn if image is not None])
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")
+        save_file({"images": images.contiguous(), "labels": labels}, str(tmp))
+        os.replace(tmp, cache)
+    test = torch.arange(len(images)) % 5 == 4
+    keep = test if split == "test" else ~test
+    return ImageData("emoji64", images[keep], labels[keep].long(), len(groups))
 
 
 # ---------------------------------------------------------------- image folders (CelebA and others)

@@ -17,9 +17,12 @@ from torch import nn
 
 from ..config import param
 from .base import ImageConfig, LatentModel, StepContext
+from .nn.augment import diff_augment, parse_policy
 from .nn.optim import adam, optimizer_step
 
 GAN_LOSSES = ("nonsaturating", "minimax", "hinge")
+DIFFAUGMENT_POLICIES = ("", "color", "translation", "cutout", "color,translation", "translation,cutout",
+                        "color,cutout", "color,translation,cutout")
 
 
 @dataclass
@@ -37,6 +40,10 @@ class GANOptions(ImageConfig):
     reuse_fakes: bool = param(True, "The G step reuses the last D step's fake batch G(z) (computed once, "
                               "with its graph kept), as the PyTorch DCGAN example does, instead of "
                               "drawing new z and running G again; same algorithm, one G forward less.")
+    diffaugment: str = param("", "DiffAugment (Zhao et al. 2020) for small data sets: the same kind of random "
+                             "differentiable transform on real and fake images before D, in both steps; "
+                             "'color,translation,cutout' is the paper's choice, empty turns it off.",
+                             choices=DIFFAUGMENT_POLICIES)
 
 
 def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor, kind: str) -> torch.Tensor:
@@ -108,6 +115,10 @@ class AdversarialModel(LatentModel):
         r1_on = c.r1_gamma > 0
         measure_r1 = r1_on or ctx.diagnostics        # R1's gradient norm costs a double backward
         logs, fake = {}, None
+        policy = parse_policy(c.diffaugment)
+
+        def augment(x: torch.Tensor) -> torch.Tensor:           # T(x), drawn anew for every batch
+            return diff_augment(x, policy, ctx.rng) if policy else x
 
         # ---------------- D step(s): maximize log D(x) + log(1 - D(G(z))) ----------------
         if train_d:
@@ -120,8 +131,8 @@ class AdversarialModel(LatentModel):
                     with torch.set_grad_enabled(keep_graph):
                         fake = self.generate(**latents)              # (B, C, H, W)
                     real.requires_grad_(measure_r1)
-                    real_logits, _ = self.discriminate(real, y)      # (B,)
-                    fake_logits, fake_aux = self.discriminate(fake.detach(), latents.get("y"))
+                    real_logits, _ = self.discriminate(augment(real), y)   # (B,)  R1 through T
+                    fake_logits, fake_aux = self.discriminate(augment(fake.detach()), latents.get("y"))
                     loss_d = discriminator_loss(real_logits, fake_logits, c.loss)
                     if measure_r1:
                         grad_sq = r1_penalty(real_logits, real, create_graph=r1_on)   # (B,)
@@ -147,7 +158,7 @@ class AdversarialModel(LatentModel):
             latents = self.sample_latents(batch_size, ctx.rng)
             fake = self.generate(**latents)                          # (B, C, H, W)
         with kept_buffers(self.discriminator, keep=not train_d):     # a G-only step leaves D as it was
-            fake_logits, fake_aux = self.discriminate(fake, latents.get("y"))
+            fake_logits, fake_aux = self.discriminate(augment(fake), latents.get("y"))
             loss_g = generator_loss(fake_logits, c.loss)
             info, info_logs = self.aux_loss(fake_aux, latents)
             if info is not None:
