@@ -241,21 +241,25 @@ def main(argv=None) -> int:
     """genlab export-static CHECKPOINT... OUT/ [--space]."""
     from .cli import Parser
     parser = Parser(
-        prog="genlab export-static",
+        prog="genlab export-static", usage="genlab export-static CHECKPOINT... OUT [--space] [--ort-dir DIR]",
         description="Write a static explorer of latent models: a page that runs each generator (ONNX) in the "
                     "browser with onnxruntime-web. Serve the folder with any static server, e.g. "
                     "`python -m http.server -d OUT`, or upload it as a static Hugging Face Space.")
-    parser.add_argument("paths", nargs="+", metavar="CHECKPOINT... OUT",
-                        help="Checkpoints (files or run folders), then the output folder.")
+    parser.add_argument("paths", nargs="+", metavar="PATH",
+                        help="Checkpoints (files or run folders), then the output folder (new, empty, or an "
+                        "earlier static export).")
     parser.add_argument("--space", action="store_true",
                         help="Also write README.md with a static Hugging Face Space's front matter.")
+    parser.add_argument("--ort-dir", metavar="DIR", help="A folder whose node_modules holds onnxruntime-web "
+                        "(default: the genlab checkout, then the current folder; `npm ci` installs it).")
     parser.add_argument("--debug", action="store_true", help="Show tracebacks of user errors.")
     args = parser.parse_args(argv)
     if len(args.paths) < 2:
         parser.exit(2, f"{parser.prog}: error: give at least one checkpoint and the output folder\n")
     *checkpoints, out_dir = args.paths
     try:
-        export_static(checkpoints, out_dir, space=args.space, log=lambda line: print(line, file=sys.stderr))
+        export_static(checkpoints, out_dir, space=args.space, log=lambda line: print(line, file=sys.stderr),
+                      ort_dir=args.ort_dir)
     except (CheckpointError, StaticExportError) as error:
         if args.debug:
             raise
