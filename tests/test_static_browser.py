@@ -21,7 +21,7 @@ from support import free_port
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[1]
-WARM_UP, MOVES = 10, 20               # slider moves per model: the first ones warm the session up
+WARM_UP, MOVES = 20, 20              # slider moves per model: the first ones warm the session up
 MAX_MEDIAN_MS = 20.0
 TOLERANCE = 1e-3                      # max |page - torch| over the image, in [0, 1] units
 
@@ -109,7 +109,7 @@ def test_the_exported_explorer_runs_offline_fast_and_equals_pytorch(site):
     url, manifest = site
     ids = [entry["id"] for entry in manifest["models"]]
     assert len(ids) >= 5, ids
-    left_origin, report = [], []
+    left_origin, failed, report = [], [], []
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         try:
@@ -122,6 +122,7 @@ def test_the_exported_explorer_runs_offline_fast_and_equals_pytorch(site):
                     left_origin.append(route.request.url)
                     route.abort()
             page.route("**/*", only_the_site)
+            page.on("response", lambda response: response.status >= 400 and failed.append(response.url))
             page.goto(url + "/index.html")
             page.evaluate("window.genlab.ready")
             assert page.evaluate("window.genlab.errors") == []
@@ -149,3 +150,4 @@ def test_the_exported_explorer_runs_offline_fast_and_equals_pytorch(site):
             browser.close()
     print("\n" + "\n".join(report))
     assert left_origin == [], left_origin
+    assert failed == [], failed                          # every file the page asks for is in the folder
