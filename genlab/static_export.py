@@ -117,12 +117,16 @@ def export_onnx(model, path: Path) -> list[dict]:
     keys = list(latents)
     names = [f"latent_{key}" for key in keys]        # prefixed: a bare "cat" clashes with torch.cat's value name
     wrapper = GeneratorForExport(model, keys).eval()
-    with torch.no_grad(), contextlib.redirect_stdout(io.StringIO()):        # the exporter's progress lines
-        program = torch.onnx.export(wrapper, tuple(latents[k] for k in keys), None, input_names=names,
-                                    output_names=["image"], dynamo=True, optimize=False, verbose=False)
-    proto = program.model_proto
-    store_exact_half(proto.graph)
-    onnx.checker.check_model(proto, full_check=True)
+    try:
+        with torch.no_grad(), contextlib.redirect_stdout(io.StringIO()):    # the exporter's progress lines
+            program = torch.onnx.export(wrapper, tuple(latents[k] for k in keys), None, input_names=names,
+                                        output_names=["image"], dynamo=True, optimize=False, verbose=False)
+        proto = program.model_proto
+        store_exact_half(proto.graph)
+        onnx.checker.check_model(proto, full_check=True)
+    except (torch.onnx.OnnxExporterError, onnx.checker.ValidationError) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise StaticExportError(f"the {model.name} generator could not be exported to ONNX: {first}") from None
     onnx.save(proto, str(path))
     return [{"name": name, "key": key, "dtype": str(latents[key].dtype).removeprefix("torch."),
              "shape": list(latents[key].shape)} for name, key in zip(names, keys)]
@@ -199,6 +203,8 @@ def prepare_out(out_dir: Path) -> None:
                                     f"give a new or empty folder")
         shutil.rmtree(out_dir / "models", ignore_errors=True)
     (out_dir / "models").mkdir(parents=True, exist_ok=True)
+    # Marked at once, so that an export stopped half-way is recognized (and replaced) by the next one.
+    (out_dir / MANIFEST).write_text(json.dumps({"generator": GENERATOR, "models": []}))
 
 
 def export_static(checkpoints, out_dir, space: bool = False, log=print, ort_dir=None) -> dict:

@@ -194,6 +194,17 @@ def test_a_foreign_folder_is_refused_and_kept(tmp_path, capsys):
 
 
 @needs_ort
+@pytest.mark.slow
+def test_an_earlier_export_is_replaced(exported, tmp_path):
+    folder, checkpoints, _, _ = exported
+    site = tmp_path / "site"
+    S.export_static(checkpoints[:2], site, log=lambda line: None)
+    manifest = S.export_static(checkpoints[1:2], site, log=lambda line: None)
+    assert [e["id"] for e in manifest["models"]] == [checkpoints[1].stem]
+    assert sorted(p.stem for p in (site / "models").iterdir()) == [checkpoints[1].stem] * 3
+
+
+@needs_ort
 def test_bad_arguments_are_one_line(tmp_path, capsys):
     assert cli_main(["export-static", str(tmp_path / "out")]) == 2
     assert cli_main(["export-static", str(tmp_path / "missing.safetensors"), str(tmp_path / "out")]) == 2
