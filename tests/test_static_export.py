@@ -60,8 +60,11 @@ def test_exact_half_weights_are_stored_as_half_and_read_back_equal():
 def test_model_ids_are_file_safe_and_unique(tmp_path):
     for name in ("a b.safetensors", "a-b.safetensors"):
         write_checkpoint(tmp_path / name, CONDITIONAL)
+    (tmp_path / "run 1").mkdir()
+    write_checkpoint(tmp_path / "run 1" / "latest.safetensors", CONDITIONAL)    # a folder of one checkpoint
     taken = set()
-    assert [S.model_id(tmp_path / n, taken) for n in ("a b.safetensors", "a-b.safetensors")] == ["a-b", "a-b-2"]
+    assert [S.model_id(tmp_path / n, taken) for n in ("a b.safetensors", "a-b.safetensors", "run 1")] == \
+        ["a-b", "a-b-2", "run-1"]
 
 
 def test_a_missing_onnxruntime_web_names_the_fix(tmp_path):
