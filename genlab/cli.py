@@ -8,6 +8,7 @@
     genlab hub push|save|pull ...                               Hugging Face Hub
     genlab export CHECKPOINT_OR_RUN OUT.safetensors             an inference-only copy
     genlab control RUN_DIR pause|continue|step [--phase D] [--k N]|slow SECONDS   step by step
+    genlab export-static CHECKPOINT... OUT/ [--space]           a static explorer (runs in the browser)
 
 For train, every TrainConfig field and every field of the chosen model's config is a flag; options
 are checked (argparse, then the config dataclasses, then the data set) before any training starts.
@@ -232,6 +233,11 @@ def control_main(argv: list[str], settings: Settings) -> int:
     return 0
 
 
+def export_static_main(argv: list[str], settings: Settings) -> int:
+    from .static_export import main
+    return main(argv)
+
+
 def eval_main(argv: list[str], settings: Settings) -> int:
     from .eval import main
     return main(argv)
@@ -256,7 +262,7 @@ def hub_main(argv: list[str], settings: Settings) -> int:
 
 COMMANDS = {"train": train_main, "resume": resume_main, "eval": eval_main, "serve": serve_main,
             "explore": explore_main, "hub": hub_main, "export": export_main,
-            "control": control_main}
+            "control": control_main, "export-static": export_static_main}
 
 
 def main(argv: list[str] | None = None, settings: Settings | None = None) -> int:
