@@ -1,0 +1,206 @@
+"""The Gradio Space (genlab/space.py) driven through gradio_client with the real `spaces` package
+(no ZeroGPU here, so its decorator is effect-free): Train streams curves and grids from genlab's own
+loop, the trained run is explorable and downloadable, the public caps and per-session ownership hold."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from genlab import runs
+from genlab.models import MODELS
+from picks import GAN_PAIR, WITH_ENCODER
+from support import free_port
+
+
+def launched(settings, **options):
+    """The Space launched on a free local port, and a gradio_client Client on it."""
+    from gradio_client import Client
+    from genlab.space import build_space
+    demo = build_space(settings, **options)
+    demo.queue()
+    port = free_port()
+    demo.launch(prevent_thread_lock=True, server_port=port, quiet=True)
+    return demo, Client(f"http://127.0.0.1:{port}/", verbose=False)
+
+
+def tiny_settings(root: Path, **caps):
+    from genlab.space import space_settings
+    settings = space_settings({"GENLAB_RUNS_ROOT": str(root / "runs"), "GENLAB_DATA_ROOT": str(root / "data"),
+                               "GENLAB_CHECKPOINTS": str(root / "checkpoints")}, gpu=False)
+    limits = dataclasses.replace(settings.limits, **dict(dict(max_steps=12, min_sample_every=4,
+                                                              min_checkpoint_every=4), **caps))
+    return dataclasses.replace(settings, limits=limits)
+
+
+TINY_SCHEDULE = dict(log_every=2, sample_every=4, checkpoint_every=4)
+TINY_FIELDS = {name: dict(cls.tiny) for name, cls in MODELS.items()}
+
+
+@pytest.fixture(scope="module")
+def space(tmp_path_factory):
+    root = tmp_path_factory.mktemp("space")
+    (root / "checkpoints").mkdir()
+    settings = tiny_settings(root)
+    demo, client = launched(settings, model_fields=TINY_FIELDS, schedule=TINY_SCHEDULE, train_seconds=120)
+    try:
+        yield {"client": client, "settings": settings, "root": root}
+    finally:
+        demo.close()
+
+
+def train_updates(client, model, dataset="synthetic"):
+    """Every update the Train event streams: (status, curves, grid, session, explore, download)."""
+    job = client.submit(model, dataset, api_name="/train")
+    while not job.done():
+        time.sleep(0.05)
+    job.result()                                           # raises the run's refusal, if any
+    return job.outputs()
+
+
+def plotted(curves) -> list[dict]:
+    """The rows of a LinePlot value as the client receives it."""
+    if not isinstance(curves, dict) or "value" not in curves and "data" not in curves:
+        return []
+    value = curves.get("value", curves)
+    if isinstance(value, dict) and "data" in value:
+        headers = value["headers"]
+        return [dict(zip(headers, row)) for row in value["data"]]
+    return []
+
+
+def test_train_streams_curves_and_grids_then_explores_and_downloads(space):
+    client, settings = space["client"], space["settings"]
+    updates = train_updates(client, GAN_PAIR)
+    with_curves = [u for u in updates if plotted(u[1])]
+    with_grids = [u for u in updates if isinstance(u[2], str) and Path(u[2]).is_file()]
+    assert len(with_curves) >= 2 and len(with_grids) >= 2, [u[0] for u in updates]
+    steps = sorted({row["step"] for u in with_curves for row in plotted(u[1])})
+    assert steps[-1] > steps[0]                            # the curves grew while it trained
+    series = {row["series"] for row in plotted(with_curves[-1][1])}
+    assert {"loss/d", "loss/g"} <= series
+    first, last = np.asarray(Image.open(with_grids[0][2])), np.asarray(Image.open(with_grids[-1][2]))
+    assert first.shape == last.shape and not np.array_equal(first, last)   # the grid changed as it learned
+
+    status, session = updates[-1][0], updates[-1][3]
+    run = session["run"]
+    assert "finished" in status and run in status
+    run_dir = Path(settings.runs_root) / run
+    assert runs.read_status(run_dir)["step"] == settings.limits.max_steps
+    assert len(runs.read_metrics(run_dir)) >= 2 and len(runs.list_samples(run_dir)) >= 2
+    assert json.loads((run_dir / "owner.json").read_text())["owner_sha256"]   # owned by the session
+    assert session["token"] not in (run_dir / "owner.json").read_text()
+
+    download = updates[-1][5]
+    path = download["value"] if isinstance(download, dict) and "value" in download else download
+    from genlab.checkpoint import load
+    exported = load(path if isinstance(path, str) else path["path"])
+    assert not any(name in dict(exported.named_children()) for name in MODELS[GAN_PAIR].training_only)
+
+    # the run is in the explorer's list, and its generator answers the explorer's sliders
+    dropdown = client.predict(api_name="/refresh")
+    assert f"runs/{run}" in [value for _, value in dropdown["choices"]]
+    info = client.predict(f"runs/{run}", 0, api_name="/select_model")[0]
+    assert GAN_PAIR in info and f"step {settings.limits.max_steps}" in info
+    from genlab.explorer import MAX_CATEGORICAL, MAX_CONTINUOUS, MAX_Z_SLIDERS
+    zeros = [0] * (MAX_Z_SLIDERS + MAX_CATEGORICAL + MAX_CONTINUOUS)
+    image, timing = client.predict(f"runs/{run}", None, 0, 0, *zeros, api_name="/generate")
+    assert np.asarray(Image.open(image)).std() > 0 and "ms" in timing
+
+
+def test_explore_button_needs_this_sessions_trained_run(space):
+    from gradio_client.exceptions import AppError
+    with pytest.raises(AppError, match="train a model first"):
+        space["client"].predict(api_name="/explore")
+
+
+def test_a_visitor_cannot_stop_a_run_it_has_no_session_for(space):
+    from gradio_client.exceptions import AppError
+    with pytest.raises(AppError, match="no run to stop"):
+        space["client"].predict(api_name="/stop")
+
+
+def test_refusals_are_one_line(space):
+    from gradio_client.exceptions import AppError
+    client = space["client"]
+    with pytest.raises(AppError, match="choose a model from the list"):
+        client.predict("../../etc", "synthetic", api_name="/train")
+    with pytest.raises(AppError, match="choose a data set from the list"):
+        client.predict(GAN_PAIR, "imagefolder", api_name="/train")
+
+
+def test_the_space_caps_refuse_a_model_too_large(tmp_path):
+    from gradio_client.exceptions import AppError
+    settings = tiny_settings(tmp_path, max_parameters=10)
+    demo, client = launched(settings, model_fields=TINY_FIELDS, schedule=TINY_SCHEDULE)
+    try:
+        with pytest.raises(AppError, match="max_parameters"):
+            client.predict(WITH_ENCODER, "synthetic", api_name="/train")
+    finally:
+        demo.close()
+    assert not (tmp_path / "runs").exists() or not runs.list_runs(tmp_path / "runs")
+
+
+def test_at_most_max_active_runs_at_once(tmp_path):
+    """A run already training (here: marked so by this process) fills the one slot; a Train is refused."""
+    from genlab.space import reserve_run, run_config, space_schedule
+    from genlab import runner
+    from gradio_client.exceptions import AppError
+    settings = tiny_settings(tmp_path)
+    owner = runner.new_owner_token(settings)
+    busy = reserve_run(run_config(GAN_PAIR, "synthetic", settings, space_schedule(False), TINY_FIELDS[GAN_PAIR]),
+                       settings, owner)
+    assert runs.is_active(runs.read_status(busy))
+    demo, client = launched(settings, model_fields=TINY_FIELDS, schedule=TINY_SCHEDULE)
+    try:
+        with pytest.raises(AppError, match="max_active_runs"):
+            client.predict(GAN_PAIR, "synthetic", api_name="/train")
+    finally:
+        demo.close()
+
+
+def test_space_settings_are_public_with_the_space_caps_and_env_overrides():
+    from genlab.space import TRAIN_SECONDS, space_settings
+    settings = space_settings({"GENLAB_MAX_STEPS": "77"}, gpu=False)
+    assert settings.public and settings.limits.builtin_data_only
+    assert settings.limits.max_steps == 77 and settings.limits.max_run_seconds == TRAIN_SECONDS
+    assert space_settings({}, gpu=True).limits.max_active_runs > space_settings({}, gpu=False).limits.max_active_runs
+
+
+def test_bundle_writes_a_gradio_space_folder(tmp_path):
+    from genlab.space import SPACE_APP, bundle, read_front_matter
+    out = bundle(tmp_path / "space")
+    meta = read_front_matter(out / "README.md")
+    assert meta["sdk"] == "gradio" and meta["app_file"] == SPACE_APP and (out / SPACE_APP).is_file()
+    import gradio
+    assert meta["sdk_version"] == gradio.__version__
+    assert (out / "genlab" / "space.py").is_file() and "spaces" in (out / "requirements.txt").read_text()
+    assert not list(out.rglob("__pycache__"))
+
+
+@pytest.mark.slow
+@pytest.mark.data
+def test_dcgan_on_mnist_for_60_seconds_on_this_cpu(tmp_path, mnist_data_root):
+    """The Space's default: 60 s of a full-size DCGAN-like pair on MNIST; prints steps and images/s."""
+    from genlab.space import space_schedule, space_settings
+    settings = space_settings({"GENLAB_RUNS_ROOT": str(tmp_path / "runs"), "GENLAB_DATA_ROOT": str(mnist_data_root),
+                               "GENLAB_CHECKPOINTS": str(tmp_path / "checkpoints")}, gpu=False)
+    demo, client = launched(settings, schedule=space_schedule(False))
+    try:
+        started = time.monotonic()
+        updates = train_updates(client, GAN_PAIR, "mnist")
+        wall = time.monotonic() - started
+    finally:
+        demo.close()
+    run_dir = Path(settings.runs_root) / updates[-1][3]["run"]
+    status, metrics = runs.read_status(run_dir), runs.read_metrics(run_dir)
+    print(f"\n{GAN_PAIR} on MNIST, 60 s on this CPU: {status['step']} steps, "
+          f"{metrics[-1]['images_per_s']:.0f} images/s (last log), wall {wall:.0f} s, "
+          f"{len([u for u in updates if isinstance(u[2], str)])} grids streamed, state {status['state']}")
+    assert status["state"] == "stopped" and "time limit" in status["stop_reason"]
+    assert status["step"] >= 2 * space_schedule(False)["log_every"] and runs.checkpoint_path(run_dir).exists()
