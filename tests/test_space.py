@@ -209,3 +209,60 @@ def test_dcgan_on_mnist_for_60_seconds_on_this_cpu(tmp_path, mnist_data_root):
           f"{len([u for u in updates if isinstance(u[2], str)])} grids streamed, state {status['state']}")
     assert status["state"] == "stopped" and "time limit" in status["stop_reason"]
     assert status["step"] >= 2 * space_schedule(False)["log_every"] and runs.checkpoint_path(run_dir).exists()
+
+
+def test_one_run_per_session_and_its_stop_button(tmp_path):
+    """While a session's run trains, the same session's Train is refused (another one may start up to
+    max_active_runs); Stop ends it with a checkpoint, and only for its own session."""
+    from gradio_client.exceptions import AppError
+    settings = tiny_settings(tmp_path, max_steps=2000, max_active_runs=2)
+    demo, client = launched(settings, model_fields=TINY_FIELDS, schedule=TINY_SCHEDULE, train_seconds=120)
+    try:
+        job = client.submit(GAN_PAIR, "synthetic", api_name="/train")
+        deadline = time.monotonic() + 90
+        while not any("running" in str(u[0]) for u in job.outputs()):
+            assert time.monotonic() < deadline and not job.done(), "the run did not start"
+            time.sleep(0.1)
+        with pytest.raises(AppError, match="still training"):
+            client.predict(GAN_PAIR, "synthetic", api_name="/train")
+        with pytest.raises(AppError, match="no run to stop"):
+            another_visitor(client).predict(api_name="/stop")
+        assert "Stopping" in client.predict(api_name="/stop")
+        job.result()
+    finally:
+        demo.close()
+    [info] = runs.list_runs(Path(settings.runs_root))
+    assert info.status["state"] == "stopped" and info.status["step"] < 2000
+    assert runs.checkpoint_path(info.path).exists()
+
+
+def test_train_events_run_whole_in_a_forked_worker(tmp_path):
+    """ZeroGPU's shape: the decorated generator runs in a forked process (reserve, train, end there) and
+    only its small events cross back; the parent then reads a finished, unlocked run folder."""
+    import multiprocessing
+    from genlab import runner
+    from genlab.space import run_config, train_events
+    settings = tiny_settings(tmp_path)
+    config = run_config(GAN_PAIR, "synthetic", settings, TINY_SCHEDULE, TINY_FIELDS[GAN_PAIR])
+    owner = runner.new_owner_token(settings)
+    context = multiprocessing.get_context("fork")
+    events = context.Queue()
+
+    def worker():
+        for event in train_events(config, 120.0, settings, owner):
+            events.put(event)
+        events.put(None)
+
+    process = context.Process(target=worker)
+    process.start()
+    received = []
+    while (event := events.get(timeout=120)) is not None:
+        received.append(event)
+    process.join(30)
+    assert process.exitcode == 0
+    kinds = ",".join(event["kind"] for event in received)
+    assert received[0]["kind"] == "reserved" and "sample" in kinds and "end" in kinds
+    run_dir = Path(settings.runs_root) / received[0]["run"]
+    status = runs.read_status(run_dir)
+    assert status["state"] == "finished" and status["pid"] == process.pid and runs.lock_holder(run_dir) is None
+    assert runner.can_control(run_dir, settings, owner)
