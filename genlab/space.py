@@ -23,6 +23,7 @@ import argparse
 import dataclasses
 import os
 import queue
+import re
 import shutil
 import tempfile
 import threading
@@ -363,14 +364,12 @@ def build_space(settings: Settings | None = None, *, model_fields: Mapping[str, 
 
 
 def launch(settings: Settings | None = None, **kwargs) -> None:
-    """What space_app.py runs: the Space on 0.0.0.0:7860 (a Space's port) unless told otherwise."""
+    """What space_app.py runs. Host and port come from GRADIO_SERVER_NAME / GRADIO_SERVER_PORT (a Space
+    sets 0.0.0.0 and 7860; locally Gradio's 127.0.0.1:7860) unless given."""
     settings = settings or space_settings()
     demo = build_space(settings)
     demo.queue(default_concurrency_limit=4)
-    options = dict(server_name=os.environ.get("GRADIO_SERVER_NAME", "0.0.0.0"),
-                   server_port=int(os.environ.get("GRADIO_SERVER_PORT", os.environ.get("PORT", "7860"))),
-                   **launch_kwargs(settings))
-    demo.launch(**dict(options, **kwargs))
+    demo.launch(**launch_kwargs(settings), **kwargs)
 
 
 # ---------------------------------------------------------------- the Space's folder
@@ -383,7 +382,7 @@ def front_matter(title: str = "genlab") -> str:
             "colorTo: gray\n"
             "sdk: gradio\n"
             f"sdk_version: {SDK_VERSION}\n"
-            "python_version: \"3.11\"\n"
+            "python_version: \"3.10\"\n"
             f"app_file: {SPACE_APP}\n"
             "suggested_hardware: zero-a10g\n"
             "pinned: false\n"
@@ -391,12 +390,14 @@ def front_matter(title: str = "genlab") -> str:
             "---\n")
 
 
-SPACE_FILES = ("genlab", "checkpoints", SPACE_APP, "requirements.txt", "pyproject.toml")
+SPACE_FILES = ("genlab", "checkpoints", SPACE_APP)
+NOT_ON_THE_SPACE = ("streamlit", "plotly", "pytest", "playwright", "gradio")   # the dashboard, tests; the SDK's own
 
 
 def bundle(out: Path, title: str = "genlab") -> Path:
-    """Write the Gradio Space's folder: the package, the shipped checkpoints, space_app.py,
-    requirements.txt and a README.md with `front_matter`; returns `out`."""
+    """Write the Gradio Space's folder: the package, the shipped checkpoints, space_app.py, the
+    requirements it needs (requirements.txt without the dashboard's and the tests'; Gradio comes with
+    sdk_version) and a README.md with `front_matter`; returns `out`."""
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise SpaceError(f"{out} is not empty; give a new folder")
@@ -408,6 +409,9 @@ def bundle(out: Path, title: str = "genlab") -> Path:
             shutil.copytree(source, out / name, ignore=ignore)
         elif source.is_file():
             shutil.copy2(source, out / name)
+    kept = [line for line in (REPO / "requirements.txt").read_text().splitlines()
+            if line.strip() and re.split(r"[<>=!~ \[]", line.strip(), maxsplit=1)[0].lower() not in NOT_ON_THE_SPACE]
+    (out / "requirements.txt").write_text("\n".join(kept) + "\n")
     body = ("\n# genlab\n\nTrain a deep generative image model live for a minute (on ZeroGPU where the Space "
             "has it, on the CPU otherwise) and explore its latent space. Source and documentation: the genlab "
             "repository (docs/deployment.md).\n")
@@ -429,8 +433,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m genlab.space", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command")
     serve = commands.add_parser("serve", help="Run the Space locally (public mode, the Space's caps).")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=7860)
+    serve.add_argument("--host", default=None, help="Default: GRADIO_SERVER_NAME, else 127.0.0.1.")
+    serve.add_argument("--port", type=int, default=None, help="Default: GRADIO_SERVER_PORT, else 7860.")
     folder = commands.add_parser("bundle", help="Write the Gradio Space's folder, ready for `hf upload`.")
     folder.add_argument("out", type=Path)
     folder.add_argument("--title", default="genlab")
@@ -441,7 +445,8 @@ def main(argv=None) -> int:
         except SpaceError as error:
             parser.exit(2, f"{parser.prog}: error: {error}\n")
         return 0
-    launch(server_name=getattr(args, "host", "127.0.0.1"), server_port=getattr(args, "port", 7860))
+    options = {"server_name": getattr(args, "host", None), "server_port": getattr(args, "port", None)}
+    launch(**{k: v for k, v in options.items() if v is not None})
     return 0
 
 
