@@ -268,3 +268,15 @@ def test_train_events_run_whole_in_a_forked_worker(tmp_path):
     status = runs.read_status(run_dir)
     assert status["state"] == "finished" and status["pid"] == process.pid and runs.lock_holder(run_dir) is None
     assert runner.can_control(run_dir, settings, owner)
+
+
+def test_the_documented_front_matters_are_the_real_ones():
+    """docs/deployment.md shows the Gradio card `front_matter()` writes and the README's Docker card."""
+    from genlab.settings import REPO
+    from genlab.space import front_matter, read_front_matter
+    doc = (REPO / "docs" / "deployment.md").read_text()
+    assert front_matter() in doc
+    docker = read_front_matter(REPO / "README.md")
+    assert docker["sdk"] == "docker" and docker["app_port"] == 7860
+    assert (REPO / "README.md").read_text().split("---\n")[1] in doc
+    assert '"--port", "7860"' in (REPO / "Dockerfile").read_text()
