@@ -278,7 +278,7 @@ def build_space(settings: Settings | None = None, *, model_fields: Mapping[str, 
         except (SpaceError, runner.RunnerError) as error:
             raise gr.Error(str(error)) from None
         yield ("Waiting for the GPU and loading the data ..." if gpu else "Loading the data ...",
-               gr.skip(), gr.skip(), session, gr.update(interactive=False), gr.update(visible=False))
+               None, None, session, gr.update(interactive=False), gr.update(visible=False))
         for event in train_events(config, seconds, settings, session["token"]):
             run_dir = Path(settings.runs_root) / event["run"]
             session["run"] = event["run"]

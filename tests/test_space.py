@@ -280,3 +280,18 @@ def test_the_documented_front_matters_are_the_real_ones():
     assert docker["sdk"] == "docker" and docker["app_port"] == 7860
     assert (REPO / "README.md").read_text().split("---\n")[1] in doc
     assert '"--port", "7860"' in (REPO / "Dockerfile").read_text()
+
+
+def test_a_run_that_cannot_load_its_data_ends_failed_with_one_line(tmp_path):
+    """MNIST absent from a data root that cannot be made (under a file), so neither found nor
+    downloaded, with or without a connection: the status says why, nothing is downloadable."""
+    (tmp_path / "a-file").write_text("")
+    settings = dataclasses.replace(tiny_settings(tmp_path), data_root=tmp_path / "a-file" / "data")
+    demo, client = launched(settings, model_fields=TINY_FIELDS, schedule=TINY_SCHEDULE)
+    try:
+        updates = train_updates(client, GAN_PAIR, "mnist")
+    finally:
+        demo.close()
+    status = updates[-1][0]
+    assert "failed" in status and "MNIST" in status and "Traceback" not in status
+    assert updates[-1][-1]["visible"] is False
