@@ -191,8 +191,9 @@ def test_bundle_writes_a_gradio_space_folder(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.data
-def test_dcgan_on_mnist_for_60_seconds_on_this_cpu(tmp_path, mnist_data_root):
-    """The Space's default: 60 s of a full-size DCGAN-like pair on MNIST; prints steps and images/s."""
+def test_the_gan_pair_on_mnist_for_60_seconds_on_this_cpu(tmp_path, mnist_data_root):
+    """The Space's default Train on the CPU: 60 s (data loading included) of the full-size unconditional
+    GAN pair (today DCGAN) on MNIST at its default batch; prints the steps and images/s it reached."""
     from genlab.space import space_schedule, space_settings
     settings = space_settings({"GENLAB_RUNS_ROOT": str(tmp_path / "runs"), "GENLAB_DATA_ROOT": str(mnist_data_root),
                                "GENLAB_CHECKPOINTS": str(tmp_path / "checkpoints")}, gpu=False)
