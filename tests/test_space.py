@@ -209,7 +209,8 @@ def test_the_gan_pair_on_mnist_for_60_seconds_on_this_cpu(tmp_path, mnist_data_r
     status, metrics = runs.read_status(run_dir), runs.read_metrics(run_dir)
     print(f"\n{GAN_PAIR} on MNIST, 60 s on this CPU: {status['step']} steps, "
           f"{metrics[-1]['images_per_s']:.0f} images/s (last log), wall {wall:.0f} s, "
-          f"{len([u for u in updates if isinstance(u[2], str)])} grids streamed, state {status['state']}")
+          f"{len({Path(u[2]).name for u in updates if isinstance(u[2], str)})} distinct grids streamed, "
+          f"state {status['state']}")
     assert status["state"] == "stopped" and "time limit" in status["stop_reason"]
     assert status["step"] >= 2 * space_schedule(False)["log_every"] and runs.checkpoint_path(run_dir).exists()
 
