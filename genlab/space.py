@@ -153,18 +153,20 @@ def train_events(config: dict, seconds: float, settings: Settings, owner: str):
     except runner.RunnerError as error:
         raise gr.Error(str(error)) from None
     events: queue.Queue = queue.Queue()
-    stop = threading.Event()
+    stop, timed_out = threading.Event(), threading.Event()
     deadline = time.monotonic() + seconds
 
     def should_stop() -> bool:
-        return stop.is_set() or time.monotonic() >= deadline
+        if time.monotonic() >= deadline:
+            timed_out.set()
+        return stop.is_set() or timed_out.is_set()
 
     def work():
         from .training import train
         try:
             status = train(config, run_dir, resume=True, should_stop=should_stop,
                            on_event=lambda kind, payload: events.put((kind, payload)))
-            if status["state"] == "stopped" and time.monotonic() >= deadline:
+            if status["state"] == "stopped" and timed_out.is_set():
                 runner.mark_ended_reason(run_dir, f"the time limit of {seconds:g} s per run was reached")
         except Exception as error:  # noqa: BLE001  (reported in status.json and to the visitor)
             runner.mark_failed(run_dir, error)
