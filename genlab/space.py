@@ -28,10 +28,10 @@ import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
-import spaces  # noqa: I001  (before torch touches CUDA, as ZeroGPU asks)
+import spaces  # ZeroGPU's decorator, effect-free elsewhere (space_app.py imports it before torch)
 import torch
 
 from . import runner, runs
@@ -43,7 +43,7 @@ from .settings import REPO, PublicLimits, Settings
 
 TRAIN_SECONDS = 60               # one Train press trains at most this long (max_run_seconds)
 GPU_MARGIN_S = 30                # + data loading, the first CUDA kernels, the last grid and checkpoint
-QUICK_DATASETS = ("mnist", "synthetic")   # built-in sets downloaded in seconds (MNIST) or made in code
+QUICK_DATASETS = ("mnist", "synthetic")   # built-in sets needing no preparation: downloaded by itself, or made in code
 EXPORTS_KEPT = 8                 # downloadable exports kept in the temporary folder (the newest)
 PLOT_POINTS = 400                # curve points drawn per series (the newest)
 BOOKKEEPING = ("step", "epoch", "time", "images_per_s")
