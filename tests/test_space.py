@@ -52,7 +52,7 @@ TINY_FIELDS = {name: dict(cls.tiny) for name, cls in MODELS.items()}
 def space(tmp_path_factory):
     root = tmp_path_factory.mktemp("space")
     (root / "checkpoints").mkdir()
-    settings = tiny_settings(root)
+    settings = tiny_settings(root, max_steps=40)        # ten grids: the stream cannot merge them all into one
     demo, client = launched(settings, model_fields=TINY_FIELDS, schedule=TINY_SCHEDULE, train_seconds=120)
     try:
         yield {"client": client, "settings": settings, "root": root}
