@@ -183,6 +183,9 @@ def test_bundle_writes_a_gradio_space_folder(tmp_path):
     assert meta["sdk"] == "gradio" and meta["app_file"] == SPACE_APP and (out / SPACE_APP).is_file()
     import gradio
     assert meta["sdk_version"] == gradio.__version__
+    from huggingface_hub import SpaceCard                  # the Hub's own parser of the card
+    card = SpaceCard.load(out / "README.md").data
+    assert (card.sdk, card.app_file, card.python_version) == ("gradio", SPACE_APP, "3.10")
     requirements = (out / "requirements.txt").read_text()
     assert (out / "genlab" / "space.py").is_file() and "spaces" in requirements and "streamlit" not in requirements
     assert "torch" in requirements and not (out / "runs").exists()
