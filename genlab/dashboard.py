@@ -288,9 +288,11 @@ def field_widget(spec: dict, key: str, default=None):
     silently): a value that is not valid comes back as an InvalidField naming the field."""
     label = spec["name"].replace("_", " ")
     value = spec["default"] if default is None or in_range(spec, default) else default
-    bounds = " ".join(t for t in (f"At least {spec['low']}." if spec["low"] is not None else "",
-                                  f"At most {spec['high']}." if spec["high"] is not None else "") if t)
-    help_text = spec["help"] if not bounds or bounds in spec["help"] else f"{spec['help']} {bounds}"
+    help_text = spec["help"]                               # the range in words (the widget has none)
+    if spec["low"] is not None and "At least" not in help_text:
+        help_text += f" At least {spec['low']}."
+    if spec["high"] is not None and "At most" not in help_text:
+        help_text += f" At most {spec['high']}."
     if spec["choices"]:
         options = list(spec["choices"])
         return st.selectbox(label, options, index=options.index(value) if value in options else 0,
@@ -410,10 +412,10 @@ def data_source(dataset: str, prefill: dict, settings: Settings) -> dict:
     if check.found:
         st.success(check.message, icon=":material/check_circle:")
     elif check.downloadable:
-        st.info(check.message + ("" if shown_root else " If this computer is offline, put the files there "
+        st.info(check.message + ("." if shown_root else ". If this computer is offline, put the files there "
                                  "or type the folder that holds them."), icon=":material/download:")
     else:
-        st.error(check.message + " Start is refused until the data is there.", icon=":material/error:")
+        st.error(check.message + ". Start is refused until the data is there.", icon=":material/error:")
     return chosen
 
 
