@@ -551,8 +551,10 @@ def grid_history(run_dir: Path) -> None:
 
 
 def plain(text: str) -> str:
-    """Text shown as itself in Streamlit markdown: every markdown character escaped (visitors' notes)."""
-    return "".join("\\" + c if c in "\\`*_{}[]()<>#+-.!|~:$" else c for c in str(text))
+    """Text shown as itself in Streamlit markdown (visitors' names and notes): the characters of inline
+    markup (links, images, emphasis, code, colour directives, HTML) escaped, and a list marker at the start."""
+    escaped = "".join("\\" + c if c in "\\`*_{}[]()<>#!~$|" else c for c in str(text))
+    return "\\" + escaped if escaped[:1] in ("-", "+") else escaped
 
 
 @st.cache_data(max_entries=512, show_spinner=False)
@@ -590,6 +592,19 @@ def restart_query(config: dict) -> dict[str, str]:
     return {k: (str(v).lower() if isinstance(v, bool) else str(v)) for k, v in query.items() if v is not None}
 
 
+# Long run names wrap in the runs table instead of being cut with an ellipsis.
+TABLE_CSS = """<style>
+.st-key-runs-table [data-testid="stPageLink-NavLink"] p { white-space: normal; overflow-wrap: anywhere; }
+.st-key-runs-table [data-testid="stPageLink-NavLink"] { padding-left: 0; }
+</style>"""
+
+
+def short_losses(metrics: dict) -> str:
+    """'d 0.52 · g 1.9' from a metric line: the losses only, by their short names (for the runs table)."""
+    return " · ".join(f"{k.split('/', 1)[1]} {v:.3g}" for k, v in metrics.items()
+                      if k.startswith("loss/") and isinstance(v, (int, float)))
+
+
 def runs_table(settings: Settings, owner: str) -> None:
     """Every run, newest first, one row each: a sample thumbnail, its name (a link to its live view),
     model and data, state, progress, best quick-eval metrics and last losses, age, and labelled actions.
@@ -608,13 +623,15 @@ def runs_table(settings: Settings, owner: str) -> None:
     shown_models = right.multiselect("model", models, key="home.models", placeholder="all models")
     infos = [i for i in infos if (not shown_states or runner.shown_state(i.path, i.status) in shown_states)
              and (not shown_models or str(i.config.get("train", {}).get("model", "?")) in shown_models)]
-    widths = [0.7, 3.2, 1.1, 1.8, 2.4, 0.8, 3.6]
-    header = st.columns(widths)
-    for column, title in zip(header, ["", "run", "state", "progress", "best / last", "age", "actions"]):
-        column.markdown(f"**{title}**")
-    for info in infos:
-        with st.container(border=True, key=f"row-{info.name}"):
-            run_row(info, widths, settings, owner)
+    widths = [0.6, 2.8, 1.4, 1.7, 2.1, 3.0]
+    st.html(TABLE_CSS)
+    with st.container(key="runs-table"):
+        header = st.columns(widths)
+        for column, title in zip(header, ["", "run", "state", "progress", "best / last", "actions"]):
+            column.markdown(f"**{title}**")
+        for info in infos:
+            with st.container(border=True, key=f"row-{info.name}"):
+                run_row(info, widths, settings, owner)
     if not infos:
         st.caption("No run matches these filters.")
 
@@ -631,24 +648,25 @@ def run_row(info: runs.RunInfo, widths: list[float], settings: Settings, owner: 
     label = runner.read_label(info.path)
     with cells[1]:
         st.markdown(f"**{plain(cfg.get('model', '?'))}** · {plain(cfg.get('dataset', '?'))}")
-        st.page_link("pages/2_Live_run.py", label=label.get("name") or info.name, query_params={"run": info.name},
-                     help=f"Open the live view of {info.name}")
+        st.page_link("pages/2_Live_run.py", label=plain(label.get("name") or info.name),
+                     query_params={"run": info.name}, help=f"Open the live view of {info.name}")
         if label.get("name"):
             st.caption(plain(info.name))
         if label.get("note"):
             st.caption(plain(label["note"]))
-    cells[2].markdown(state_label(info.path, info.status))
+    with cells[2]:
+        st.markdown(state_label(info.path, info.status))
+        st.caption(f"{format_age(time.time() - info.created)} ago")
     fraction, _ = progress(info.status, info.config)
     total = info.status.get("total_steps") or cfg.get("steps", "?")
     cells[3].progress(fraction, text=f"{info.status.get('step', 0) or 0} / {total}")
     ips = info.status.get("images_per_s") or info.last_metrics.get("images_per_s")
     if ips:
         cells[3].caption(f"{ips:,.0f} images/s")
-    lines = [f"{BEST_METRICS[k][0]} {v:.3g} (step {step})" for k, (v, step) in run_summary(info.path).items()]
-    losses = last_losses(info.last_metrics)
-    cells[4].markdown("  \n".join([f"**{line}**" for line in lines] + ([losses] if losses else [])) or "–")
-    cells[5].markdown(format_age(time.time() - info.created))
-    with cells[6]:
+    lines = [f"**{BEST_METRICS[k][0]} {v:.3g}** (step {step})" for k, (v, step) in run_summary(info.path).items()]
+    losses = short_losses(info.last_metrics)
+    cells[4].markdown("  \n".join(lines + ([losses] if losses else [])) or "–")
+    with cells[5]:
         run_actions(info, settings, owner)
 
 

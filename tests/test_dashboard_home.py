@@ -227,12 +227,11 @@ def test_home_rows_have_labelled_actions_links_and_best_metrics(runs_root, finis
     assert labels["open-tiny-finished"] == "Open" and labels["resume-tiny-finished"] == "Resume"
     assert labels["delete-tiny-finished"] == "Delete" and labels["edit-tiny-failed"] == "Edit and restart"
     assert "edit-tiny-finished" not in labels
-    links = {(link.proto.label, link.proto.page) for link in at.get("page_link")}
-    assert ("baseline *bold*", "Live_run") in {(label, page.split("/")[-1]) for label, page in links} or \
-        any(label == "baseline *bold*" for label, _ in links)
-    assert any(label == "tiny-failed" for label, _ in links) and any(label == "Explore" for label, _ in links)
+    links = {(link.proto.label, link.proto.page, link.proto.query_string) for link in at.get("page_link")}
+    assert {("baseline \\*bold\\*", "Live_run", "run=tiny-finished"), ("tiny-failed", "Live_run", "run=tiny-failed"),
+            ("Explore", "Latent_explorer", "run=tiny-finished")} <= links        # the run name opens its live view
     markdown = texts(at, "markdown", "caption")
-    assert "FID 41.5 (step 4)" in markdown                           # the best so far, not the last
+    assert "FID 41.5** (step 4)" in markdown                          # the best so far, not the last
     assert "![x](http://evil" not in markdown and "\\!\\[x\\]" in markdown     # a note is text, never markup
 
 
