@@ -315,6 +315,19 @@ def model_dropdown_class():
     return ModelDropdown
 
 
+def page_parameter(request, name: str) -> str | None:
+    """A parameter of the explorer page's address (?model=...): the event request's own, else the one in its
+    Referer (the page that sent it). Only a hint: handlers check the value against the catalog."""
+    import urllib.parse
+    if request is None:
+        return None
+    value = request.query_params.get(name)
+    if value is None:
+        referer = request.headers.get("referer") or ""
+        value = (urllib.parse.parse_qs(urllib.parse.urlsplit(referer).query).get(name) or [None])[0]
+    return value if isinstance(value, str) and len(value) <= 300 else None
+
+
 def upload_limit(settings: Settings) -> int:
     """Bytes an uploaded image may have: the public cap, else UPLOAD_BYTES."""
     return settings.limits.max_upload_bytes or UPLOAD_BYTES
@@ -558,10 +571,12 @@ def build_explorer(settings: Settings | str | Path | None = None, runs_root: str
             (?model=runs/NAME in the address picks a listed one, e.g. from the dashboard's Explore)."""
             listed = catalog.choices()
             keys = [key for _, key in listed]
-            asked = request.query_params.get("model") if request is not None else None
+            asked = page_parameter(request, "model")
             value = asked if asked in keys else source_value if source_value in keys else \
                 (keys[0] if keys else None)
             return (gr.update(choices=listed, value=value), *on_source(value, seed_value))
+
+        on_page_load.__annotations__["request"] = gr.Request    # resolved here: the module's annotations are strings
 
         demo.load(on_page_load, [source, seed], [source, *source_outputs], api_visibility="private")
 
