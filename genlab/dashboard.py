@@ -623,11 +623,11 @@ def runs_table(settings: Settings, owner: str) -> None:
     shown_models = right.multiselect("model", models, key="home.models", placeholder="all models")
     infos = [i for i in infos if (not shown_states or runner.shown_state(i.path, i.status) in shown_states)
              and (not shown_models or str(i.config.get("train", {}).get("model", "?")) in shown_models)]
-    widths = [0.6, 2.8, 1.4, 1.7, 2.1, 3.0]
+    widths = [0.6, 2.6, 1.3, 1.6, 2.0, 3.4]
     st.html(TABLE_CSS)
     with st.container(key="runs-table"):
         header = st.columns(widths)
-        for column, title in zip(header, ["", "run", "state", "progress", "best / last", "actions"]):
+        for column, title in zip(header[1:], ["run", "state", "progress", "best / last", "actions"]):
             column.markdown(f"**{title}**")
         for info in infos:
             with st.container(border=True, key=f"row-{info.name}"):
