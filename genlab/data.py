@@ -178,12 +178,12 @@ def ensure_data(config: TrainConfig) -> DataCheck:
         return check
     if not check.downloadable:
         raise DataError(check.message)
-    root = data_folder(config.dataset, config.data_root, config.data_path)
-    made = [p for p in (root, root / "MNIST", root / "MNIST" / "raw") if not p.exists()]
+    raw = data_folder(config.dataset, config.data_root, config.data_path) / "MNIST" / "raw"
+    made = [p for p in (raw, *raw.parents) if not p.exists()]          # deepest first
     try:
         load_mnist(config)
     except DataError:
-        for folder in reversed(made):                    # only the empty folders this attempt made
+        for folder in made:                              # only the empty folders this attempt made
             with contextlib.suppress(OSError):
                 folder.rmdir()
         raise
@@ -211,7 +211,7 @@ def load_mnist(config: TrainConfig, split: str = "train") -> ImageData:
                 f"MNIST is not in {root / 'MNIST' / 'raw'} and could not be downloaded "
                 f"({download_failure(error)}). "
                 f"Put the four files {', '.join(MNIST_FILES)} (or their .gz) in {root / 'MNIST' / 'raw'}, "
-                f"or pass --data-root pointing at the folder that holds MNIST/raw.") from None
+                f"or point the data root (--data-root) at the folder that holds MNIST/raw.") from None
     images = dataset.data[:, None].contiguous()                                  # (N, 1, 28, 28) uint8
     return ImageData("mnist", images, dataset.targets.long(), 10)
 

@@ -121,6 +121,20 @@ def test_a_run_is_never_made_for_data_that_is_not_there(tmp_path):
     assert blocker.read_text().startswith("MNIST")
 
 
+def test_a_failed_download_leaves_no_empty_folders(tmp_path):
+    """Offline (or refused), a missing MNIST costs one clear line and leaves the data root as it was."""
+    from genlab.config import TrainConfig
+    from genlab.data import DataError, ensure_data
+    wanted = tmp_path / "not" / "yet" / "there"
+    try:
+        ensure_data(TrainConfig(dataset="mnist", data_root=str(wanted)))
+    except DataError as error:
+        assert "MNIST is not in" in str(error) and "\n" not in str(error)
+        assert not (tmp_path / "not").exists()
+    else:                                            # this machine is online: it downloaded MNIST
+        assert check_data("mnist", wanted).found
+
+
 def test_data_root_memory_is_bounded_and_off_when_the_server_fixes_it(tmp_path):
     settings = Settings(runs_root=tmp_path / "runs")
     for i in range(dashboard.MEMORY_KEEP + 3):
@@ -310,3 +324,14 @@ def test_the_server_leaves_the_terminal_sessions_autogroup_alone(tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_explore_opens_the_run_in_the_embedded_explorer(runs_root, finished_run):
+    copy_run(finished_run, runs_root, "tiny-finished")
+    for asked, src in (("tiny-finished", "/explorer/?model=runs%2Ftiny-finished"), ("../../etc", "/explorer/")):
+        at = app()
+        at.query_params["run"] = asked
+        at = at.run().switch_page("pages/3_Latent_explorer.py").run()
+        assert not at.exception
+        [caption] = [c.value for c in at.caption]
+        assert f"[{src}]({src})" in caption
