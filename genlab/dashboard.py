@@ -699,10 +699,10 @@ def run_actions(info: runs.RunInfo, settings: Settings, owner: str) -> None:
                 except (runner.RunnerError, ConfigError, OSError) as error:
                     st.session_state["runs_table_error"] = f"{name}: {error}"
                 st.rerun()
-            if state in ("failed", "interrupted", "stopped"):
-                if st.button("Edit and restart", icon=":material/edit:", key=f"edit-{name}",
-                             help="Open the Train page filled in from this run's config (a new run folder)"):
-                    st.switch_page("pages/1_Train.py", query_params=restart_query(info.config))
+            if state in ("failed", "interrupted", "stopped") and \
+                    st.button("Edit and restart", icon=":material/edit:", key=f"edit-{name}",
+                              help="Open the Train page filled in from this run's config (a new run folder)"):
+                st.switch_page("pages/1_Train.py", query_params=restart_query(info.config))
         if st.button("Delete", icon=":material/delete:", key=f"delete-{name}", help="Delete the run (asks first)"):
             st.session_state["confirm_delete"] = name
             st.rerun()

@@ -145,7 +145,6 @@ def check_data(dataset: str, data_root: str | Path, data_path: str | Path | None
                shown_root: str | None = None) -> DataCheck:
     """Whether `dataset` is found where a config points, read from file names and headers only.
     `shown_root` replaces the data root's path in the message (a public server names no paths)."""
-    root_text = shown_root or str(Path(data_root))
     if dataset == "synthetic":
         return DataCheck(True, 2048, False, "synthetic: 2,048 images made in code, nothing to find")
     if dataset == "mnist":

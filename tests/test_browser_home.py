@@ -6,12 +6,11 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import CHROMIUM, CHROMIUM_ARGS, serving
+from picks import GAN_PAIR
 
 from genlab import runner, runs, train
 from genlab.training import make_config
-from picks import GAN_PAIR
-
-from helpers import CHROMIUM, CHROMIUM_ARGS, serving
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 LAPTOP = {"width": 1280, "height": 800}
@@ -62,7 +61,7 @@ def page(server):
 
 def test_runs_table_at_1280px_labelled_actions_links_and_no_other_host(server, page):
     from playwright.sync_api import expect
-    url, root = server
+    url, _ = server
     page.goto(url)
     opens = page.locator("[data-testid^=stBaseButton]:visible").filter(has_text="Open")     # not the filters' "Open" arrows
     expect(opens).to_have_count(3, timeout=60_000)

@@ -10,15 +10,15 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from picks import GAN_PAIR
 from streamlit.testing.v1 import AppTest
+from support import free_port
 
 from genlab import dashboard, runner, runs, train
 from genlab.data import check_data
 from genlab.models import MODELS
 from genlab.settings import Settings
 from genlab.training import make_config
-from picks import GAN_PAIR
-from support import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 TIMEOUT = 60
