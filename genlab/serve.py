@@ -59,7 +59,19 @@ def build_app(settings: Settings, explorer=None):
             yield None
 
     os.environ["GENLAB_PLOTLY_JS"] = PLOTLY_JS_ROUTE          # the live curves load plotly.js from here
+    use_navigation_pages()
     return st.App(str(HOME_SCRIPT), routes=[*routes, Route(PLOTLY_JS_ROUTE, plotly_js)], lifespan=lifespan)
+
+
+def use_navigation_pages() -> None:
+    """app.py lists the pages with st.navigation (the first is "Runs"). Streamlit decides once per process,
+    at the first session, whether a pages/ folder beside the script means its old automatic page list;
+    that first session would then show the old list (its first page named "app"). Decide it now."""
+    try:
+        from streamlit.runtime.pages_manager import PagesManager
+    except ImportError:                                        # a Streamlit without it: nothing to decide
+        return
+    PagesManager.uses_pages_directory = False
 
 
 async def plotly_js(request):

@@ -62,6 +62,10 @@ def page(server):
 def test_runs_table_at_1280px_labelled_actions_links_and_no_other_host(server, page):
     from playwright.sync_api import expect
     url, _ = server
+    page.goto(f"{url}/Train")                       # the server's first session, and not on the Runs page
+    expect(page.get_by_role("button", name="Start training")).to_be_visible(timeout=60_000)
+    nav = page.locator("[data-testid=stSidebarNav] a").all_inner_texts()
+    assert nav[:2] == ["Runs", "Train"], nav                                   # not "app"
     page.goto(url)
     opens = page.locator("[data-testid^=stBaseButton]:visible").filter(has_text="Open")     # not the filters' "Open" arrows
     expect(opens).to_have_count(3, timeout=60_000)
@@ -70,8 +74,6 @@ def test_runs_table_at_1280px_labelled_actions_links_and_no_other_host(server, p
     for name in ("Open", "Resume", "Delete", "Edit and restart"):
         assert page.get_by_role("button", name=name).first.is_visible()
     assert page.locator("[data-testid=stMain] a:visible").filter(has_text="Explore").count() == 3
-    nav = page.locator("[data-testid=stSidebarNav] a").all_inner_texts()
-    assert nav[:2] == ["Runs", "Train"], nav                                   # not "app"
     assert page.get_by_text("d_channels 4, lr 2e-4").is_visible()
     page.get_by_role("link", name="wider discriminator").click()
     expect(page).to_have_url(f"{url}/Live_run?run=20261127-101600-dcgan-synthetic", timeout=30_000)
