@@ -34,10 +34,17 @@ METRIC_TITLES = {"loss/d": "D loss", "loss/g": "G loss", "d/real": "D(x)", "d/fa
                  "info/mi_cont": "MI lower bound, continuous", "info/cat_acc": "Q accuracy on categorical code"}
 STATE_STYLES = {"starting": "orange", "running": "green", "stopping": "orange", "stopped": "blue",
                 "finished": "violet", "failed": "red", "interrupted": "red", "missing": "gray"}
+# Quick-eval metrics shown as best-so-far in the runs table: key -> (title, lower is better)
+BEST_METRICS = {"eval/fid": ("FID", True), "eval/kid_x1000": ("KID×1000", True), "eval/coverage": ("classes", False),
+                "eval/judge_acc": ("judge acc.", False), "eval/elbo": ("ELBO", False)}
 RUN_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2")
-# Train-page fields, in order; data_path is shown only for the data sets that use it.
+# Train-page fields, in order (data root and data path are chosen above the form, see `data_source`).
 TRAIN_FIELDS = ("steps", "batch_size", "device", "seed", "image_size", "channels", "max_images",
-                "log_every", "sample_every", "checkpoint_every")
+                "log_every", "sample_every", "checkpoint_every", "eval_every", "amp", "channels_last", "compile")
+ICON = str(Path(__file__).resolve().parent / "assets" / "icon.png")   # the tab icon, served locally
+MEMORY_NAME = ".genlab/data_roots.json"   # RUNS_ROOT/.genlab/data_roots.json: data roots used before
+MEMORY_KEEP = 8                           # folders remembered
+MAX_PATH_CHARS = 400                      # a remembered folder's path
 
 
 # ---------------------------------------------------------------- numbers (no Streamlit)
@@ -276,9 +283,16 @@ class InvalidField(ValueError):
 
 def field_widget(spec: dict, key: str, default=None):
     """One input widget for a config field, from its type, choices, range and help. A default out of
-    range (e.g. from the URL) is replaced by the field's own default, so the widget always renders."""
+    range (e.g. from the URL) is replaced by the field's own default, so the widget always renders.
+    Numbers are checked here, not by the widget (a browser number box refuses an out-of-range value
+    silently): a value that is not valid comes back as an InvalidField naming the field."""
     label = spec["name"].replace("_", " ")
     value = spec["default"] if default is None or in_range(spec, default) else default
+    help_text = spec["help"]                               # the range in words (the widget has none)
+    if spec["low"] is not None and "At least" not in help_text:
+        help_text += f" At least {spec['low']}."
+    if spec["high"] is not None and "At most" not in help_text:
+        help_text += f" At most {spec['high']}."
     if spec["choices"]:
         options = list(spec["choices"])
         return st.selectbox(label, options, index=options.index(value) if value in options else 0,
@@ -287,29 +301,28 @@ def field_widget(spec: dict, key: str, default=None):
         return st.checkbox(label, value=bool(value), help=spec["help"], key=key)
     if spec["type"] is int:
         if value is None:                                  # optional int: empty means None
-            text = st.text_input(label, value="", help=spec["help"] + " Empty: none.", key=key).strip()
+            text = st.text_input(label, value="", help=help_text + " Empty: none.", key=key).strip()
             if not text:
                 return None
             problem = in_range(spec, int(text)) if text.isdigit() else "is not a whole number"
             return InvalidField(f"{label}: {text!r} {problem}") if problem else int(text)
-        return st.number_input(label, value=int(value), step=1, help=spec["help"], key=key,
-                               min_value=int(spec["low"]) if spec["low"] is not None else None,
-                               max_value=int(spec["high"]) if spec["high"] is not None else None)
-    if spec["type"] is float:
+        number = st.number_input(label, value=int(value), step=1, help=help_text, key=key)
+    elif spec["type"] is float:
         small = spec["log"] or (value and abs(value) < 1e-2)
-        return st.number_input(label, value=float(value), help=spec["help"], key=key,
-                               min_value=float(spec["low"]) if spec["low"] is not None else None,
-                               max_value=float(spec["high"]) if spec["high"] is not None else None,
-                               step=float(value) / 10 if spec["log"] and value else 0.01,
-                               format="%.2e" if small else "%.4g")
-    text = st.text_input(label, value="" if value is None else str(value), help=spec["help"], key=key)
-    return text or (None if spec["default"] is None else text)
+        number = st.number_input(label, value=float(value), help=help_text, key=key,
+                                 step=float(value) / 10 if spec["log"] and value else 0.01,
+                                 format="%.2e" if small else "%.4g")
+    else:
+        text = st.text_input(label, value="" if value is None else str(value), help=spec["help"], key=key)
+        return text or (None if spec["default"] is None else text)
+    problem = in_range(spec, number)
+    return InvalidField(f"{label}: {number:g} {problem}") if problem else number
 
 
-def config_form(model: str, dataset: str, prefill: dict, settings: Settings) -> dict:
+def config_form(model: str, dataset: str, prefill: dict, settings: Settings, data: dict | None = None) -> dict:
     """Widgets for the model's own config and the training settings; returns {"train", "model"}.
-    A field whose text is invalid is an InvalidField value (see `form_problems`). On a public server
-    with builtin_data_only there are no data root / data path fields: the server's data root is used."""
+    `data` is what `data_source` returned (data_root, data_path); without it, the server's data root.
+    A field whose text is invalid is an InvalidField value (see `form_problems`)."""
     model_specs = [s for s in field_specs(get_model_class(model).config_class) if not s["derived"]]
     specs = train_specs(settings)
     left, right = st.columns(2)
@@ -320,21 +333,90 @@ def config_form(model: str, dataset: str, prefill: dict, settings: Settings) -> 
     with right:
         st.markdown("**Training**")
         shown = [n for n in TRAIN_FIELDS if not (n == "channels" and dataset != "synthetic")
-                 and not (n == "image_size" and dataset == "mnist")]
+                 and not (n == "image_size" and dataset in ("mnist", "celeba64"))]
         train_values = {n: field_widget(specs[n], f"train.{n}", prefill.get(n)) for n in shown}
-        train_values["data_root"] = str(settings.data_root)
-        if settings.public and settings.limits.builtin_data_only:
-            pass                                            # the server's own data sets only
-        else:
-            if dataset in ("mnist", "celeba64"):
-                train_values["data_root"] = st.text_input("data root", value=str(prefill.get("data_root") or
-                                                                                settings.data_root),
-                                                          help=specs["data_root"]["help"], key="train.data_root")
-            if dataset in ("imagefolder", "celeba64"):
-                train_values["data_path"] = st.text_input("data path", value=prefill.get("data_path") or "",
-                                                          help=specs["data_path"]["help"],
-                                                          key="train.data_path") or None
+    train_values.update(data or {"data_root": str(settings.data_root)})
     return {"train": dict(train_values, model=model, dataset=dataset), "model": model_values}
+
+
+# ---------------------------------------------------------------- where the data is
+def fixed_data(settings: Settings) -> bool:
+    """Whether this server chooses the data root itself (public, built-in data sets only)."""
+    return settings.public and settings.limits.builtin_data_only
+
+
+def recent_data_roots(settings: Settings) -> list[dict]:
+    """The data roots used before on this runs root, newest first: [{"root", "datasets"}]. None on a
+    server whose data root is fixed. Entries that are not well-formed are skipped."""
+    if fixed_data(settings):
+        return []
+    stored = runs.read_json(Path(settings.runs_root) / MEMORY_NAME, [])
+    found = []
+    for item in stored if isinstance(stored, list) else []:
+        root = item.get("root") if isinstance(item, dict) else None
+        datasets = item.get("datasets") if isinstance(item, dict) else None
+        if isinstance(root, str) and 0 < len(root) <= MAX_PATH_CHARS and "\0" not in root and \
+                isinstance(datasets, list) and all(d in DATASETS for d in datasets):
+            found.append({"root": root, "datasets": datasets})
+    return found[:MEMORY_KEEP]
+
+
+def remember_data_root(settings: Settings, dataset: str, data_root: str, data_path: str | None = None) -> None:
+    """Put a data root where `dataset` (MNIST, or CelebA in its usual place) was found first in the list
+    of recent ones (at most MEMORY_KEEP); nothing on a server whose data root is fixed."""
+    root = str(data_root)
+    if fixed_data(settings) or data_path or dataset not in ("mnist", "celeba64") or not root or \
+            len(root) > MAX_PATH_CHARS:
+        return
+    known = recent_data_roots(settings)
+    before = next((item["datasets"] for item in known if item["root"] == root), [])
+    entry = {"root": root, "datasets": sorted(set(before) | {dataset})}
+    kept = [entry] + [item for item in known if item["root"] != root]
+    runs.atomic_write_json(Path(settings.runs_root) / MEMORY_NAME, kept[:MEMORY_KEEP])
+
+
+@st.cache_data(ttl=5, max_entries=64, show_spinner=False)
+def cached_data_check(dataset: str, data_root: str, data_path: str | None, shown_root: str | None):
+    """genlab.data.check_data, at most every few seconds per choice (it lists files)."""
+    from .data import check_data
+    return check_data(dataset, data_root, data_path, shown_root=shown_root)
+
+
+def data_source(dataset: str, prefill: dict, settings: Settings) -> dict:
+    """The data root (and data path) inputs, with whether the data set is there and how many images,
+    shown before Start. Returns {"data_root", "data_path"}. A server with a fixed data root shows no
+    input and names no path."""
+    specs = train_specs(settings)
+    shown_root = None
+    if fixed_data(settings):
+        chosen = {"data_root": str(settings.data_root)}
+        shown_root = "the server's data root"
+    else:
+        recent = [item["root"] for item in recent_data_roots(settings)]
+        wanted = prefill.get("data_root") or (recent[0] if recent else str(settings.data_root))
+        options = list(dict.fromkeys([wanted, *recent, str(settings.data_root)]))
+        chosen = {"data_root": str(settings.data_root)}
+        if dataset in ("mnist", "celeba64"):
+            found_in = {item["root"]: item["datasets"] for item in recent_data_roots(settings)}
+            root = st.selectbox("data root", options, index=0, accept_new_options=True, key="train.data_root",
+                                format_func=lambda r: r + (f"  ({', '.join(found_in[r])} found here before)"
+                                                           if r in found_in else ""),
+                                help=specs["data_root"]["help"] + " Type a folder to use another one; "
+                                "MNIST is the folder that holds MNIST/raw.")
+            chosen["data_root"] = str(root or settings.data_root).strip()
+        if dataset in ("imagefolder", "celeba64"):
+            chosen["data_path"] = st.text_input("data path", value=prefill.get("data_path") or "",
+                                                help=specs["data_path"]["help"], key="train.data_path").strip() \
+                or None
+    check = cached_data_check(dataset, chosen["data_root"], chosen.get("data_path"), shown_root)
+    if check.found:
+        st.success(check.message, icon=":material/check_circle:")
+    elif check.downloadable:
+        st.info(check.message + ("." if shown_root else ". If this computer is offline, put the files there "
+                                 "or type the folder that holds them."), icon=":material/download:")
+    else:
+        st.error(check.message + ". Start is refused until the data is there.", icon=":material/error:")
+    return chosen
 
 
 def form_problems(config: dict) -> list[str]:
@@ -468,66 +550,165 @@ def grid_history(run_dir: Path) -> None:
     st.image(str(dict(samples)[chosen]), caption=f"step {chosen} of {steps[-1]}", width=480)
 
 
+def plain(text: str) -> str:
+    """Text shown as itself in Streamlit markdown (visitors' names and notes): the characters of inline
+    markup (links, images, emphasis, code, colour directives, HTML) escaped, and a list marker at the start."""
+    escaped = "".join("\\" + c if c in "\\`*_{}[]()<>#!~$|" else c for c in str(text))
+    return "\\" + escaped if escaped[:1] in ("-", "+") else escaped
+
+
+@st.cache_data(max_entries=512, show_spinner=False)
+def _summary(path: str, size: int, mtime: int) -> dict:
+    """run_summary's work, cached per version of metrics.jsonl."""
+    best = {}
+    for record in runs.read_metrics(Path(path)):
+        for key, value in record.items():
+            if key in BEST_METRICS and isinstance(value, (int, float)) and math.isfinite(value):
+                lower = BEST_METRICS[key][1]
+                if key not in best or (value < best[key][0] if lower else value > best[key][0]):
+                    best[key] = (value, record.get("step"))
+    return best
+
+
+def run_summary(run_dir: Path) -> dict:
+    """{metric key: (best value so far, its step)} of the quick evaluations a run logged (BEST_METRICS)."""
+    stat = (Path(run_dir) / "metrics.jsonl")
+    try:
+        info = stat.stat()
+    except OSError:
+        return {}
+    return _summary(str(run_dir), info.st_size, info.st_mtime_ns)
+
+
+def restart_query(config: dict) -> dict[str, str]:
+    """The Train-page address parameters that prefill the form from a run's config (Edit and restart)."""
+    train, model = config.get("train", {}), config.get("model", {})
+    name = train.get("model")
+    derived = set()
+    if name in MODELS:
+        derived = {s["name"] for s in field_specs(get_model_class(name).config_class) if s["derived"]}
+    query = {k: v for k, v in model.items() if k not in derived}
+    query.update(train)
+    return {k: (str(v).lower() if isinstance(v, bool) else str(v)) for k, v in query.items() if v is not None}
+
+
+# Long run names wrap in the runs table instead of being cut with an ellipsis.
+TABLE_CSS = """<style>
+.st-key-runs-table [data-testid="stPageLink-NavLink"] p { white-space: normal; overflow-wrap: anywhere; }
+.st-key-runs-table [data-testid="stPageLink-NavLink"] { padding-left: 0; }
+</style>"""
+
+
+def short_losses(metrics: dict) -> str:
+    """'d 0.52 · g 1.9' from a metric line: the losses only, by their short names (for the runs table)."""
+    return " · ".join(f"{k.split('/', 1)[1]} {v:.3g}" for k, v in metrics.items()
+                      if k.startswith("loss/") and isinstance(v, (int, float)))
+
+
 def runs_table(settings: Settings, owner: str) -> None:
-    """Every run, newest first, one row each, with Open, and Stop / Resume / Delete where this
-    session may control the run."""
+    """Every run, newest first, one row each: a sample thumbnail, its name (a link to its live view),
+    model and data, state, progress, best quick-eval metrics and last losses, age, and labelled actions.
+    Filters by state and model above it."""
     root = Path(settings.runs_root)
     infos = runs.list_runs(root)
     if not infos:
-        st.info(f"No runs yet in `{root}`. Start one on the **Train** page, or from a terminal with "
+        st.info(f"No runs yet in `{root if not settings.public else 'this server'}`. Start one on the "
+                f"**Train** page, or from a terminal with "
                 f"`python train.py --model dcgan --dataset mnist --runs-root {root}`.")
         return
-    widths = [1, 4, 2, 2, 1.5, 3, 1, 2.5]
-    header = st.columns(widths)
-    for column, title in zip(header, ["", "run", "state", "progress", "images/s", "last losses", "age", ""]):
-        column.markdown(f"**{title}**")
-    for info in infos:
-        cells = st.columns(widths, vertical_alignment="center")
-        thumb = thumbnail_uri(info.newest_sample)
-        if thumb:
-            cells[0].image(thumb, width=56)
-        cfg = info.config.get("train", {})
-        cells[1].markdown(f"**{info.name}**  \n{cfg.get('model', '?')} · {cfg.get('dataset', '?')}")
-        cells[2].markdown(state_label(info.path, info.status))
-        fraction, _ = progress(info.status, info.config)
-        cells[3].progress(fraction, text=f"{info.status.get('step', 0)} / "
-                                         f"{info.status.get('total_steps') or cfg.get('steps', '?')}")
-        ips = info.status.get("images_per_s") or info.last_metrics.get("images_per_s")
-        cells[4].markdown(f"{ips:,.0f}" if ips else "–")
-        cells[5].markdown(last_losses(info.last_metrics) or "–")
-        cells[6].markdown(format_age(time.time() - info.created))
-        with cells[7]:
-            run_actions(info, settings, owner)
+    states = sorted({runner.shown_state(i.path, i.status) for i in infos})
+    models = sorted({str(i.config.get("train", {}).get("model", "?")) for i in infos})
+    left, right, _ = st.columns([2, 2, 3])
+    shown_states = left.multiselect("state", states, key="home.states", placeholder="all states")
+    shown_models = right.multiselect("model", models, key="home.models", placeholder="all models")
+    infos = [i for i in infos if (not shown_states or runner.shown_state(i.path, i.status) in shown_states)
+             and (not shown_models or str(i.config.get("train", {}).get("model", "?")) in shown_models)]
+    widths = [0.6, 2.6, 1.3, 1.6, 2.0, 3.4]
+    st.html(TABLE_CSS)
+    with st.container(key="runs-table"):
+        header = st.columns(widths)
+        for column, title in zip(header[1:], ["run", "state", "progress", "best / last", "actions"]):
+            column.markdown(f"**{title}**")
+        for info in infos:
+            with st.container(border=True, key=f"row-{info.name}"):
+                run_row(info, widths, settings, owner)
+    if not infos:
+        st.caption("No run matches these filters.")
+
+
+def run_row(info: runs.RunInfo, widths: list[float], settings: Settings, owner: str) -> None:
+    """One row of the runs table."""
+    cells = st.columns(widths, vertical_alignment="center")
+    thumb = thumbnail_uri(info.newest_sample)
+    if thumb:
+        cells[0].image(thumb, width=56)
+    else:
+        cells[0].caption("no grid yet")
+    cfg = info.config.get("train", {})
+    label = runner.read_label(info.path)
+    with cells[1]:
+        st.markdown(f"**{plain(cfg.get('model', '?'))}** · {plain(cfg.get('dataset', '?'))}")
+        st.page_link("pages/2_Live_run.py", label=plain(label.get("name") or info.name),
+                     query_params={"run": info.name}, help=f"Open the live view of {info.name}")
+        if label.get("name"):
+            st.caption(plain(info.name))
+        if label.get("note"):
+            st.caption(plain(label["note"]))
+    with cells[2]:
+        st.markdown(state_label(info.path, info.status))
+        st.caption(f"{format_age(time.time() - info.created)} ago")
+    fraction, _ = progress(info.status, info.config)
+    total = info.status.get("total_steps") or cfg.get("steps", "?")
+    cells[3].progress(fraction, text=f"{info.status.get('step', 0) or 0} / {total}")
+    ips = info.status.get("images_per_s") or info.last_metrics.get("images_per_s")
+    if ips:
+        cells[3].caption(f"{ips:,.0f} images/s")
+    lines = [f"**{BEST_METRICS[k][0]} {v:.3g}** (step {step})" for k, (v, step) in run_summary(info.path).items()]
+    losses = short_losses(info.last_metrics)
+    cells[4].markdown("  \n".join(lines + ([losses] if losses else [])) or "–")
+    with cells[5]:
+        run_actions(info, settings, owner)
 
 
 def run_actions(info: runs.RunInfo, settings: Settings, owner: str) -> None:
-    """Open, and Stop / Resume / Delete (with confirmation) where this session may control the run."""
+    """Labelled actions that wrap instead of being clipped: Open, Explore (once there is a checkpoint),
+    and where this session may control the run Stop / Resume, Edit and restart, Delete (asks first)."""
     name, active = info.name, runs.is_active(info.status)
-    open_col, act_col, del_col = st.columns(3)
-    if open_col.button(":material/monitoring:", key=f"open-{name}", help="Open the live view"):
-        st.switch_page("pages/2_Live_run.py", query_params={"run": name})
-    if not runner.can_control(info.path, settings, owner):
-        return
-    if active:
-        if act_col.button(":material/stop_circle:", key=f"stop-{name}",
-                          disabled=runner.shown_state(info.path, info.status) != "running",
-                          help="Stop (saves a checkpoint first)"):
-            try:
-                runner.stop_run(info.path, settings, owner=owner)
-            except (runner.RunnerError, OSError) as error:
-                st.session_state["runs_table_error"] = str(error)
+    state = runner.shown_state(info.path, info.status)
+    with st.container(horizontal=True, gap="small"):
+        if st.button("Open", icon=":material/monitoring:", key=f"open-{name}", help="The live view"):
+            st.switch_page("pages/2_Live_run.py", query_params={"run": name})
+        if runs.checkpoint_path(info.path).exists():
+            st.page_link("pages/3_Latent_explorer.py", label="Explore", icon=":material/explore:",
+                         query_params={"run": name}, help="Open this run's newest checkpoint in the latent explorer")
+        if not runner.can_control(info.path, settings, owner):
+            return
+        if active:
+            if st.button("Stop", icon=":material/stop_circle:", key=f"stop-{name}", disabled=state != "running",
+                         help="Finish the step, save a checkpoint, stop (once the run is running)"):
+                try:
+                    runner.stop_run(info.path, settings, owner=owner)
+                except (runner.RunnerError, OSError) as error:
+                    st.session_state["runs_table_error"] = str(error)
+                st.rerun()
+        else:
+            if st.button("Resume", icon=":material/play_arrow:", key=f"resume-{name}",
+                         help="Continue from the last checkpoint"):
+                try:
+                    runner.resume_run(info.path, settings, owner=owner)
+                except (runner.RunnerError, ConfigError, OSError) as error:
+                    st.session_state["runs_table_error"] = f"{name}: {error}"
+                st.rerun()
+            if state in ("failed", "interrupted", "stopped") and \
+                    st.button("Edit and restart", icon=":material/edit:", key=f"edit-{name}",
+                              help="Open the Train page filled in from this run's config (a new run folder)"):
+                st.switch_page("pages/1_Train.py", query_params=restart_query(info.config))
+        if st.button("Delete", icon=":material/delete:", key=f"delete-{name}", help="Delete the run (asks first)"):
+            st.session_state["confirm_delete"] = name
             st.rerun()
-    elif act_col.button(":material/play_arrow:", key=f"resume-{name}", help="Resume from the last checkpoint"):
-        try:
-            runner.resume_run(info.path, settings, owner=owner)
-        except (runner.RunnerError, ConfigError, OSError) as error:
-            st.session_state["runs_table_error"] = str(error)
-        st.rerun()
-    if del_col.button(":material/delete:", key=f"delete-{name}", help="Delete (asks first)"):
-        st.session_state["confirm_delete"] = name
-        st.rerun()
     if st.session_state.get("confirm_delete") == name:
-        st.warning(f"Delete **{name}** and all its files?" + (" It is running: it is stopped first." if active else ""))
+        st.warning(f"Delete **{plain(name)}** and all its files?" +
+                   (" It is running: it is stopped first." if active else ""))
         yes, no = st.columns(2)
         if yes.button("Yes, delete", key=f"confirm-delete-{name}", type="primary"):
             try:

@@ -9,6 +9,7 @@ built-in data sets under the server's data root are loaded (`check_public_data`)
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import os
@@ -97,6 +98,100 @@ def load_dataset(config: TrainConfig, split: str = "train", settings=None) -> Im
     return data
 
 
+# ---------------------------------------------------------------- is the data there? (cheap, no decode)
+@dataclass(frozen=True)
+class DataCheck:
+    """Whether a data set is where a config points, how many images, and one line saying so."""
+    found: bool
+    images: int | None          # training images counted from file headers or names (None: unknown)
+    downloadable: bool          # missing, but Start can download it into the data root
+    message: str
+
+
+def data_folder(dataset: str, data_root: str | Path, data_path: str | Path | None = None) -> Path:
+    """The folder the loader of `dataset` reads (MNIST: the one holding MNIST/raw)."""
+    if data_path:
+        return Path(data_path)
+    root = Path(data_root)
+    return root / "celeba" / "img_align_celeba" if dataset == "celeba64" else root
+
+
+def mnist_count(raw: Path) -> int | None:
+    """Training images in MNIST/raw, from the IDX header of train-images (8 bytes; .gz read the same);
+    None when the four files are not all there."""
+    import gzip
+    if not all((raw / name).is_file() or (raw / f"{name}.gz").is_file() for name in MNIST_FILES):
+        return None
+    images = raw / MNIST_FILES[0]
+    try:
+        opener = open if images.is_file() else gzip.open
+        with opener(images if images.is_file() else raw / f"{MNIST_FILES[0]}.gz", "rb") as f:
+            header = f.read(8)
+    except OSError:
+        return None
+    if len(header) < 8 or int.from_bytes(header[:4], "big") != 2051:            # IDX magic of uint8 images
+        return None
+    return int.from_bytes(header[4:8], "big")
+
+
+def count_images(folder: Path, limit: int = 1_000_000) -> int:
+    """Image files under `folder` (names only, nothing decoded), counting at most `limit`."""
+    count = 0
+    for _, _, files in os.walk(folder):
+        count += sum(1 for name in files if Path(name).suffix.lower() in IMAGE_SUFFIXES)
+        if count >= limit:
+            return limit
+    return count
+
+
+def check_data(dataset: str, data_root: str | Path, data_path: str | Path | None = None,
+               shown_root: str | None = None) -> DataCheck:
+    """Whether `dataset` is found where a config points, read from file names and headers only.
+    `shown_root` replaces the data root's path in the message (a public server names no paths)."""
+    if dataset == "synthetic":
+        return DataCheck(True, 2048, False, "synthetic: 2,048 images made in code, nothing to find")
+    if dataset == "mnist":
+        folder = data_folder(dataset, data_root, data_path)
+        where = f"{shown_root or folder}/MNIST/raw"
+        count = mnist_count(folder / "MNIST" / "raw")
+        if count is not None:
+            return DataCheck(True, count, False, f"MNIST found in {where}: {count:,} training images")
+        return DataCheck(False, None, True, f"MNIST not found in {where}; Start downloads it there "
+                                            f"(about 12 MB, needs internet)")
+    folder = data_folder(dataset, data_root, data_path)
+    shown = str(folder)
+    if shown_root is not None:                          # name the folder only relative to the data root
+        shown = f"{shown_root}/{folder.relative_to(data_root)}" if folder.is_relative_to(data_root) \
+            else "the chosen folder"
+    if dataset == "imagefolder" and not data_path:
+        return DataCheck(False, None, False, "imagefolder needs a data path: a folder of images")
+    count = count_images(folder) if folder.is_dir() else 0
+    if count:
+        return DataCheck(True, count, False, f"{count:,} images found in {shown}")
+    return DataCheck(False, None, False, f"no images (.jpg, .png, ...) found in {shown}; put the images "
+                                         f"there or choose another folder")
+
+
+def ensure_data(config: TrainConfig) -> DataCheck:
+    """The data a config names is there, downloading a missing built-in set first (MNIST); else a
+    DataError with one line. Folders made for a download that fails are removed again."""
+    check = check_data(config.dataset, config.data_root, config.data_path)
+    if check.found:
+        return check
+    if not check.downloadable:
+        raise DataError(check.message)
+    raw = data_folder(config.dataset, config.data_root, config.data_path) / "MNIST" / "raw"
+    made = [p for p in (raw, *raw.parents) if not p.exists()]          # deepest first
+    try:
+        load_mnist(config)
+    except DataError:
+        for folder in made:                              # only the empty folders this attempt made
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
+    return check_data(config.dataset, config.data_root, config.data_path)
+
+
 # ---------------------------------------------------------------- MNIST
 MNIST_FILES = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte",
                "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
@@ -118,7 +213,7 @@ def load_mnist(config: TrainConfig, split: str = "train") -> ImageData:
                 f"MNIST is not in {root / 'MNIST' / 'raw'} and could not be downloaded "
                 f"({download_failure(error)}). "
                 f"Put the four files {', '.join(MNIST_FILES)} (or their .gz) in {root / 'MNIST' / 'raw'}, "
-                f"or pass --data-root pointing at the folder that holds MNIST/raw.") from None
+                f"or point the data root (--data-root) at the folder that holds MNIST/raw.") from None
     images = dataset.data[:, None].contiguous()                                  # (N, 1, 28, 28) uint8
     return ImageData("mnist", images, dataset.targets.long(), 10)
 

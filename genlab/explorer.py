@@ -315,6 +315,19 @@ def model_dropdown_class():
     return ModelDropdown
 
 
+def page_parameter(request, name: str) -> str | None:
+    """A parameter of the explorer page's address (?model=...): the event request's own, else the one in its
+    Referer (the page that sent it). Only a hint: handlers check the value against the catalog."""
+    import urllib.parse
+    if request is None:
+        return None
+    value = request.query_params.get(name)
+    if value is None:
+        referer = request.headers.get("referer") or ""
+        value = (urllib.parse.parse_qs(urllib.parse.urlsplit(referer).query).get(name) or [None])[0]
+    return value if isinstance(value, str) and len(value) <= 300 else None
+
+
 def upload_limit(settings: Settings) -> int:
     """Bytes an uploaded image may have: the public cap, else UPLOAD_BYTES."""
     return settings.limits.max_upload_bytes or UPLOAD_BYTES
@@ -506,8 +519,9 @@ def build_explorer(settings: Settings | str | Path | None = None, runs_root: str
                                   image_mode="RGB", height=IMAGE_SIDE)
                 reconstruction = gr.Image(label="Decoded from its latent", format="png", interactive=False,
                                           height=IMAGE_SIDE)
-            if example_images:
-                gr.Examples(example_images, inputs=[upload], label="Test images")
+            if example_images:      # a Dataset whose click goes through the queue: its image URL keeps /explorer
+                examples = gr.Dataset(components=[upload], samples=[[path] for path in example_images],
+                                      label="Test images", type="index", samples_per_page=len(example_images))
             encode_button = gr.Button("Encode")
 
         controls = [seed, label, *z_sliders, *cat_sliders, *cont_sliders]
@@ -552,12 +566,17 @@ def build_explorer(settings: Settings | str | Path | None = None, runs_root: str
                           encoded, image, latency, auto_reload]
         source.change(on_source, [source, seed], source_outputs, api_name="select_model")
 
-        def on_page_load(source_value, seed_value):
-            """A new visitor: the list as it is now (runs started since the server did), then the model."""
+        def on_page_load(source_value, seed_value, request: gr.Request):
+            """A new visitor: the list as it is now (runs started since the server did), then the model
+            (?model=runs/NAME in the address picks a listed one, e.g. from the dashboard's Explore)."""
             listed = catalog.choices()
-            value = source_value if source_value in [key for _, key in listed] else \
-                (listed[0][1] if listed else None)
+            keys = [key for _, key in listed]
+            asked = page_parameter(request, "model")
+            value = asked if asked in keys else source_value if source_value in keys else \
+                (keys[0] if keys else None)
             return (gr.update(choices=listed, value=value), *on_source(value, seed_value))
+
+        on_page_load.__annotations__["request"] = gr.Request    # resolved here: the module's annotations are strings
 
         demo.load(on_page_load, [source, seed], [source, *source_outputs], api_visibility="private")
 
@@ -600,9 +619,15 @@ def build_explorer(settings: Settings | str | Path | None = None, runs_root: str
             note = " (reloaded)" if changed else " (unchanged)"
             return describe(entry) + note, picture, timing
 
-        reload_button.click(on_reload, [source, encoded, *controls], [info, image, latency], api_name="reload")
+        def relabel():
+            """The list with fresh labels (a training run's step and state), the choice kept."""
+            return gr.update(choices=catalog.choices())
+
+        reload_button.click(on_reload, [source, encoded, *controls], [info, image, latency], api_name="reload") \
+            .then(relabel, None, [source], api_visibility="private", show_progress="hidden")
         timer.tick(on_reload, [source, encoded, *controls], [info, image, latency], api_visibility="private",
-                   show_progress="hidden")
+                   show_progress="hidden").then(relabel, None, [source], api_visibility="private",
+                                                show_progress="hidden")
         auto_reload.change(lambda on: gr.Timer(active=bool(on)), [auto_reload], [timer], api_visibility="private")
         refresh.click(lambda: gr.update(choices=catalog.choices()), None, [source], api_name="refresh")
 
@@ -694,6 +719,15 @@ def build_explorer(settings: Settings | str | Path | None = None, runs_root: str
             head = z_head_values(entry, 0, values)
             decoded = show(L.generate_images(entry.model, {"z": z[None]})[0])
             return (values, *head, decoded, decoded, "encoded: the sliders hold its first z dims")
+
+        if example_images:
+            def on_example(index):
+                """The test image a click on the examples picked (an index into the listed ones only)."""
+                if not isinstance(index, int) or not 0 <= index < len(example_images):
+                    raise gr.Error("unknown example")
+                return example_images[index]
+
+            examples.click(on_example, [examples], [upload], api_visibility="private", show_progress="hidden")
 
         encode_button.click(on_encode, [source, upload], [encoded, *z_sliders, reconstruction, image, latency],
                             api_name="encode")

@@ -47,6 +47,8 @@ from .settings import Settings
 PACKAGE_PARENT = Path(__file__).resolve().parents[1]      # the folder holding genlab/, put on PYTHONPATH
 LOG_NAME = "train.log"                                      # the training process's stdout and stderr
 OWNER_NAME = "owner.json"                                   # the hash of the owner's session token
+LABEL_NAME = "label.json"                                   # {"name", "note"} a user gave the run
+LABEL_LIMITS = {"name": 80, "note": 500}                    # characters kept of each
 SECRET_NAME = ".secret"                                     # RUNS_ROOT/.secret: the token key when none is set
 ROOT_LOCK_NAME = ".runner.lock"                             # RUNS_ROOT/.runner.lock: count-and-start
 NEW_PREFIX = ".new-"                                        # a run folder being made (renamed when complete)
@@ -133,6 +135,24 @@ def require_control(run_dir: Path, settings: Settings, owner: str | None) -> Pat
     return run_dir
 
 
+# ---------------------------------------------------------------- a run's display name and note
+def clean_label(label: dict | None) -> dict:
+    """{"name", "note"} as plain one-paragraph text of bounded length (empty ones dropped)."""
+    cleaned, label = {}, label if isinstance(label, dict) else {}
+    for key, limit in LABEL_LIMITS.items():
+        value = label.get(key)
+        if isinstance(value, str):
+            text = " ".join("".join(c if c.isprintable() else " " for c in value).split())[:limit]
+            if text:
+                cleaned[key] = text
+    return cleaned
+
+
+def read_label(run_dir: Path) -> dict:
+    """The display name and note of a run ({} when none was given)."""
+    return clean_label(runs.read_json(Path(run_dir) / LABEL_NAME, {}))
+
+
 # ---------------------------------------------------------------- what a run may cost
 def data_shape(train: dict) -> tuple[int, int, int]:
     """(channels, image side, classes) of the data set a validated train config names, without loading it;
@@ -203,7 +223,32 @@ def check_config(config: dict, settings: Settings) -> dict:
         cap("min_checkpoint_every", train["checkpoint_every"],
             train["checkpoint_every"] < lim.min_checkpoint_every,
             f"this server writes a checkpoint at most every {lim.min_checkpoint_every} steps")
+    check = data_check(train, settings)
+    if not (check.found or check.downloadable):
+        raise RunnerError(check.message)
     return config
+
+
+def data_check(train: dict, settings: Settings):
+    """genlab.data.check_data for a validated train config (a public server names no paths)."""
+    from .data import check_data
+    return check_data(train["dataset"], train["data_root"], train.get("data_path"),
+                      shown_root="the server's data root" if settings.public else None)
+
+
+def ensure_data(train: dict, settings: Settings) -> None:
+    """The data of a validated train config is there (a missing MNIST is downloaded now, before any
+    run folder is made); else RunnerError with one line (a public server's names no paths)."""
+    from .config import TrainConfig
+    from .data import DataError
+    from .data import ensure_data as ensure
+    try:
+        ensure(TrainConfig(**train))
+    except DataError as error:
+        text = str(error)
+        if settings.public:
+            text = text.replace(str(Path(train["data_root"])), "the server's data root")
+        raise RunnerError(text) from None
 
 
 # ---------------------------------------------------------------- the runs root
@@ -285,15 +330,17 @@ def clean_unfinished(root: Path) -> None:
 
 
 # ---------------------------------------------------------------- start, resume
-def start_run(config: dict, settings: Settings, owner: str | None = None) -> Path:
-    """Check a {"train", "model"} config against the settings, make its run folder and launch its
-    training process; returns the run folder."""
+def start_run(config: dict, settings: Settings, owner: str | None = None, label: dict | None = None) -> Path:
+    """Check a {"train", "model"} config against the settings and that its data is there, make its run
+    folder (with `label`, a display name and note, in label.json) and launch its training process;
+    returns the run folder."""
     settings = as_settings(settings)
     if settings.public and not token_valid(owner, settings):
         raise RunnerError("this public server needs a visitor session to start a run; reload the page")
     train = dict(config["train"])
     train.setdefault("data_root", str(settings.data_root))
     config = check_config({"train": train, "model": config.get("model", {})}, settings)   # before any folder
+    ensure_data(config["train"], settings)           # a run is never made for data that is not there
     root = Path(settings.runs_root)
     with root_lock(root):
         clean_unfinished(root)
@@ -305,6 +352,8 @@ def start_run(config: dict, settings: Settings, owner: str | None = None) -> Pat
         runs.atomic_write_json(making / "config.json", config)
         if owner is not None and token_valid(owner, settings):
             runs.atomic_write_json(making / OWNER_NAME, {"owner_sha256": owner_hash(owner)})
+        if clean_label(label):
+            runs.atomic_write_json(making / LABEL_NAME, clean_label(label))
         runs.make_reserve(making)
         os.rename(making, run_dir)                   # complete or absent: a kill leaves no half-made run
         launch(run_dir, settings, steps=None)
@@ -319,7 +368,9 @@ def resume_run(run_dir: Path, settings: Settings, owner: str | None = None, step
     if not isinstance(config, dict) or "train" not in config:
         raise RunnerError(f"{run_dir.name} is not a run folder (no config.json)")
     total = steps if steps is not None else config["train"]["steps"]
-    check_config({"train": dict(config["train"], steps=total), "model": config.get("model", {})}, settings)
+    checked = check_config({"train": dict(config["train"], steps=total), "model": config.get("model", {})},
+                           settings)
+    ensure_data(checked["train"], settings)
     with root_lock(run_dir.parent):
         clean_unfinished(run_dir.parent)
         status = runs.read_status(run_dir)

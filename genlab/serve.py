@@ -59,7 +59,19 @@ def build_app(settings: Settings, explorer=None):
             yield None
 
     os.environ["GENLAB_PLOTLY_JS"] = PLOTLY_JS_ROUTE          # the live curves load plotly.js from here
+    use_navigation_pages()
     return st.App(str(HOME_SCRIPT), routes=[*routes, Route(PLOTLY_JS_ROUTE, plotly_js)], lifespan=lifespan)
+
+
+def use_navigation_pages() -> None:
+    """app.py lists the pages with st.navigation (the first is "Runs"). Streamlit decides once per process,
+    at the first session, whether a pages/ folder beside the script means its old automatic page list;
+    that first session would then show the old list (its first page named "app"). Decide it now."""
+    try:
+        from streamlit.runtime.pages_manager import PagesManager
+    except ImportError:                                        # a Streamlit without it: nothing to decide
+        return
+    PagesManager.uses_pages_directory = False
 
 
 async def plotly_js(request):
@@ -70,14 +82,15 @@ async def plotly_js(request):
                         media_type="text/javascript", headers={"Cache-Control": "public, max-age=86400"})
 
 
-def yield_cpu_to_training(nice: int = 10) -> None:
-    """Lower this server's scheduling group (Linux autogroup), best effort. Training processes start
-    in sessions of their own, hence groups of their own at the default weight, so on a busy CPU they
-    keep their share while the server, which only reads files, waits a little longer."""
-    try:
-        Path("/proc/self/autogroup").write_text(str(nice))
-    except OSError:
-        pass
+def yield_cpu_to_training() -> None:
+    """Leave the CPU to the training processes without renicing anything. The server's share is kept
+    small by what it does (Gradio's idle poll at QUEUE_IDLE_POLL_S, `gc.freeze` of the long-lived
+    objects). It does not write /proc/self/autogroup (that group is the whole terminal session and
+    outlives the server: later commands from the same terminal would run niced) and it does not
+    lower its threads' nice value either: the training processes it launches would inherit it, and
+    an unprivileged process cannot raise its priority back."""
+    gc.collect()
+    gc.freeze()                          # full collections then skip these long-lived objects
 
 
 def main(argv: list[str] | None = None, settings: Settings | None = None) -> None:
@@ -107,7 +120,6 @@ def main(argv: list[str] | None = None, settings: Settings | None = None) -> Non
     app = build_app(settings)
     import plotly.subplots  # noqa: F401  (imported once here, with torch, gradio and streamlit, then frozen:)
     import genlab.dashboard  # noqa: F401
-    gc.freeze()                          # full collections then skip these long-lived objects (CPU for training)
     yield_cpu_to_training()
     app.run(config={"server.port": args.port, "server.address": args.host, "server.headless": True,
                             "browser.gatherUsageStats": False, "server.fileWatcherType": "none",

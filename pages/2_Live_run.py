@@ -5,7 +5,7 @@ from genlab import dashboard, runs
 from genlab.settings import Settings
 from genlab.step_controls import step_controls
 
-st.set_page_config(page_title="genlab · live run", page_icon=":material/science:", layout="wide")
+st.set_page_config(page_title="genlab · live run", page_icon=dashboard.ICON, layout="wide")
 settings = Settings.from_env()
 owner = dashboard.owner_token(settings)
 infos = runs.list_runs(settings.runs_root)

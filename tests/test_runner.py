@@ -50,11 +50,13 @@ def test_start_watch_stop_resume_delete(tmp_path):
 
 @pytest.mark.slow
 def test_a_failing_run_is_reported_with_its_error_and_can_be_resumed(tmp_path):
-    config = {"train": dict(TINY["train"], dataset="mnist", data_root=str(tmp_path / "no-mnist-here")),
-              "model": TINY["model"]}
+    pictures = tmp_path / "pictures"                 # found by the data check, but not an image inside
+    pictures.mkdir()
+    (pictures / "broken.png").write_bytes(b"not a png")
+    config = {"train": dict(TINY["train"], dataset="imagefolder", data_path=str(pictures)), "model": TINY["model"]}
     run_dir = runner.start_run(config, Settings(runs_root=tmp_path / "runs"))
     status = wait_until_inactive(run_dir)
-    assert status["state"] == "failed" and "mnist" in status["error"].lower()
+    assert status["state"] == "failed" and "broken.png" in status["error"]
     assert "Traceback" in runner.read_log(run_dir)
     assert [info.status["state"] for info in runs.list_runs(tmp_path / "runs")] == ["failed"]
 
