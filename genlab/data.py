@@ -117,7 +117,7 @@ def data_folder(dataset: str, data_root: str | Path, data_path: str | Path | Non
 
 
 def mnist_count(raw: Path) -> int | None:
-    """Training images in MNIST/raw, from the IDX header of train-images (8 bytes; .gz read the same);
+    """Training images in MNIST/raw (or Fashion-MNIST's, same file names), from the IDX header of train-images (8 bytes; .gz read the same);
     None when the four files are not all there."""
     import gzip
     if not all((raw / name).is_file() or (raw / f"{name}.gz").is_file() for name in MNIST_FILES):
@@ -158,6 +158,23 @@ def check_data(dataset: str, data_root: str | Path, data_path: str | Path | None
             return DataCheck(True, count, False, f"MNIST found in {where}: {count:,} training images")
         return DataCheck(False, None, True, f"MNIST not found in {where}; Start downloads it there "
                                             f"(about 12 MB, needs internet)")
+    if dataset == "fashion":
+        folder = data_folder(dataset, data_root, data_path)
+        where = f"{shown_root or folder}/FashionMNIST/raw"
+        system = "the system's dataset-fashion-mnist package" if shown_root else str(FASHION_SYSTEM_FOLDER)
+        for raw, shown in ((folder / "FashionMNIST" / "raw", where), (FASHION_SYSTEM_FOLDER, system)):
+            if (count := mnist_count(raw)) is not None:
+                return DataCheck(True, count, False, f"Fashion-MNIST found in {shown}: {count:,} training images")
+        return DataCheck(False, None, True, f"Fashion-MNIST not found in {where} nor {FASHION_SYSTEM_FOLDER}; Start "
+                                            f"downloads it there (about 30 MB, needs internet), or install "
+                                            f"Debian's dataset-fashion-mnist")
+    if dataset == "emoji64":
+        if not (EMOJI_FONT.is_file() and EMOJI_TEST.is_file()):
+            return DataCheck(False, None, False, "emoji64 is rendered from the Noto Color Emoji font: apt-get install "
+                                                 "fonts-noto-color-emoji unicode-data")
+        count = len(emoji_list()[0])
+        return DataCheck(True, count - count // 5, False, f"emoji64: about {count - count // 5:,} training emoji "
+                                                           f"rendered from {EMOJI_FONT.name} (cached after the first run)")
     folder = data_folder(dataset, data_root, data_path)
     shown = str(folder)
     if shown_root is not None:                          # name the folder only relative to the data root
@@ -180,10 +197,11 @@ def ensure_data(config: TrainConfig) -> DataCheck:
         return check
     if not check.downloadable:
         raise DataError(check.message)
-    raw = data_folder(config.dataset, config.data_root, config.data_path) / "MNIST" / "raw"
+    folder, load = {"mnist": ("MNIST", load_mnist), "fashion": ("FashionMNIST", load_fashion)}[config.dataset]
+    raw = data_folder(config.dataset, config.data_root, config.data_path) / folder / "raw"
     made = [p for p in (raw, *raw.parents) if not p.exists()]          # deepest first
     try:
-        load_mnist(config)
+        load(config)
     except DataError:
         for folder in made:                              # only the empty folders this attempt made
             with contextlib.suppress(OSError):

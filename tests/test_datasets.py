@@ -81,3 +81,21 @@ def test_missing_emoji_font_is_one_actionable_line(tmp_path, monkeypatch):
     monkeypatch.setattr(D, "EMOJI_FONT", tmp_path / "missing.ttf")
     with pytest.raises(DataError, match="apt-get install fonts-noto-color-emoji"):
         load_dataset(TrainConfig(dataset="emoji64", data_root=str(tmp_path)))
+
+
+@fashion_installed
+@emoji_installed
+def test_the_train_page_check_finds_both_offline_sets_without_naming_paths_in_public(tmp_path):
+    fashion = D.check_data("fashion", tmp_path, shown_root="DATA")
+    assert fashion.found and fashion.images == 60000 and "/usr/share" not in fashion.message
+    emoji = D.check_data("emoji64", tmp_path)
+    assert emoji.found and 1000 < emoji.images < 1700
+
+
+def test_missing_offline_sets_say_how_to_get_them(tmp_path, monkeypatch):
+    monkeypatch.setattr(D, "FASHION_SYSTEM_FOLDER", tmp_path / "none")
+    monkeypatch.setattr(D, "EMOJI_FONT", tmp_path / "none.ttf")
+    fashion = D.check_data("fashion", tmp_path)
+    assert not fashion.found and fashion.downloadable and "dataset-fashion-mnist" in fashion.message
+    emoji = D.check_data("emoji64", tmp_path)
+    assert not emoji.found and not emoji.downloadable and "fonts-noto-color-emoji" in emoji.message
