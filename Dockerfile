@@ -4,6 +4,10 @@
 # GENLAB_PUBLIC=1 caps training from the browser (one run at a time, GENLAB_MAX_STEPS steps).
 FROM python:3.11-slim
 
+# The two offline data sets (docs/datasets.md): Fashion-MNIST and the colour emoji font with its groups.
+RUN apt-get update && apt-get install -y --no-install-recommends dataset-fashion-mnist fonts-noto-color-emoji \
+        unicode-data && rm -rf /var/lib/apt/lists/*
+
 # Spaces run the container as user 1000; give it a home and the app folder.
 RUN useradd --create-home --uid 1000 user
 WORKDIR /home/user/app

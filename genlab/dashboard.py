@@ -22,6 +22,7 @@ import streamlit as st
 
 from . import runner, runs
 from .config import DATASETS, ConfigError, TrainConfig, field_specs
+from .data import NATIVE_SHAPES, ROOTED_DATASETS
 from .models import MODELS, get_model_class
 from .settings import Settings
 
@@ -333,7 +334,7 @@ def config_form(model: str, dataset: str, prefill: dict, settings: Settings, dat
     with right:
         st.markdown("**Training**")
         shown = [n for n in TRAIN_FIELDS if not (n == "channels" and dataset != "synthetic")
-                 and not (n == "image_size" and dataset in ("mnist", "celeba64"))]
+                 and not (n == "image_size" and dataset in NATIVE_SHAPES)]
         train_values = {n: field_widget(specs[n], f"train.{n}", prefill.get(n)) for n in shown}
     train_values.update(data or {"data_root": str(settings.data_root)})
     return {"train": dict(train_values, model=model, dataset=dataset), "model": model_values}
@@ -362,10 +363,10 @@ def recent_data_roots(settings: Settings) -> list[dict]:
 
 
 def remember_data_root(settings: Settings, dataset: str, data_root: str, data_path: str | None = None) -> None:
-    """Put a data root where `dataset` (MNIST, or CelebA in its usual place) was found first in the list
+    """Put a data root where `dataset` (MNIST, Fashion-MNIST, or CelebA in its usual place) was found first in the list
     of recent ones (at most MEMORY_KEEP); nothing on a server whose data root is fixed."""
     root = str(data_root)
-    if fixed_data(settings) or data_path or dataset not in ("mnist", "celeba64") or not root or \
+    if fixed_data(settings) or data_path or dataset not in ROOTED_DATASETS or not root or \
             len(root) > MAX_PATH_CHARS:
         return
     known = recent_data_roots(settings)
@@ -396,7 +397,7 @@ def data_source(dataset: str, prefill: dict, settings: Settings) -> dict:
         wanted = prefill.get("data_root") or (recent[0] if recent else str(settings.data_root))
         options = list(dict.fromkeys([wanted, *recent, str(settings.data_root)]))
         chosen = {"data_root": str(settings.data_root)}
-        if dataset in ("mnist", "celeba64"):
+        if dataset in ROOTED_DATASETS:
             found_in = {item["root"]: item["datasets"] for item in recent_data_roots(settings)}
             root = st.selectbox("data root", options, index=0, accept_new_options=True, key="train.data_root",
                                 format_func=lambda r: r + (f"  ({', '.join(found_in[r])} found here before)"

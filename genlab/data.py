@@ -26,6 +26,8 @@ BUILTIN_DATASETS = ("mnist", "fashion", "emoji64", "celeba64", "synthetic")  # n
 FASHION_SYSTEM_FOLDER = Path("/usr/share/datasets/fashion-mnist")       # Debian's dataset-fashion-mnist
 EMOJI_FONT = Path("/usr/share/fonts/truetype/noto/NotoColorEmoji.ttf")  # Debian's fonts-noto-color-emoji
 EMOJI_TEST = Path("/usr/share/unicode/emoji/emoji-test.txt")            # Debian's unicode-data
+NATIVE_SHAPES = {"mnist": (1, 28, 10), "fashion": (1, 28, 10), "emoji64": (3, 64, 9), "celeba64": (3, 64, 1)}
+ROOTED_DATASETS = ("mnist", "fashion", "celeba64")      # read from (or downloaded into) a data root
 
 
 class DataError(RuntimeError):

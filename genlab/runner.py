@@ -157,7 +157,7 @@ def read_label(run_dir: Path) -> dict:
 def data_shape(train: dict) -> tuple[int, int, int]:
     """(channels, image side, classes) of the data set a validated train config names, without loading it;
     an image_size the data set cannot give is refused."""
-    native = {"mnist": (1, 28, 10), "fashion": (1, 28, 10), "emoji64": (3, 64, 9), "celeba64": (3, 64, 1)}
+    from .data import NATIVE_SHAPES as native                # (channels, side, classes) of the fixed-size sets
     if train["dataset"] in native:
         channels, size, classes = native[train["dataset"]]
         if train.get("image_size") not in (None, size):

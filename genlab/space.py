@@ -43,7 +43,8 @@ from .settings import REPO, PublicLimits, Settings
 
 TRAIN_SECONDS = 60               # one Train press trains at most this long (max_run_seconds)
 GPU_MARGIN_S = 30                # + data loading, the first CUDA kernels, the last grid and checkpoint
-QUICK_DATASETS = ("mnist", "synthetic")   # built-in sets needing no preparation: downloaded by itself, or made in code
+QUICK_DATASETS = ("mnist", "fashion", "emoji64", "synthetic")  # downloaded by themselves, from packages.txt, or made in code
+SPACE_PACKAGES = ("fonts-noto-color-emoji", "unicode-data")      # Debian packages of emoji64, in packages.txt
 EXPORTS_KEPT = 8                 # downloadable exports kept in the temporary folder (the newest)
 PLOT_POINTS = 400                # curve points drawn per series (the newest)
 BOOKKEEPING = ("step", "epoch", "time", "images_per_s")
@@ -414,6 +415,7 @@ def bundle(out: Path, title: str = "genlab") -> Path:
     kept = [line for line in (REPO / "requirements.txt").read_text().splitlines()
             if line.strip() and re.split(r"[<>=!~ \[]", line.strip(), maxsplit=1)[0].lower() not in NOT_ON_THE_SPACE]
     (out / "requirements.txt").write_text("\n".join(kept) + "\n")
+    (out / "packages.txt").write_text("\n".join(SPACE_PACKAGES) + "\n")       # apt packages Spaces install
     body = ("\n# genlab\n\nTrain a deep generative image model live for a minute (on ZeroGPU where the Space "
             "has it, on the CPU otherwise) and explore its latent space. Source and documentation: the genlab "
             "repository (docs/deployment.md).\n")
