@@ -73,11 +73,15 @@ class DDPM(DenoisingModel):
         fraction = stratified_uniform(x0.shape[0], ctx.rng, x0.device)           # (B,) in [0, 1)
         t = (fraction * T).long().clamp(max=T - 1)                                # (B,) uniform on {0..T-1}
         eps = torch.randn(x0.shape, generator=ctx.rng, device=x0.device)
-        abar = self.alpha_bar[t].view(-1, 1, 1, 1)                                # (B, 1, 1, 1)
-        x_t = abar.sqrt() * x0 + (1 - abar).sqrt() * eps                          # q(x_t | x0), eq. 4
+        x_t = self.q_sample(x0, t, eps)
         y = self.training_labels(labels, ctx.rng)
         per_sample = (self.network(x_t, t.float(), y) - eps).pow(2).flatten(1).mean(1)   # (B,)
         return self.finish_step(per_sample, fraction, optimizers, ctx)
+
+    def q_sample(self, x0: Tensor, t: Tensor, eps: Tensor) -> Tensor:
+        """x_t ~ q(x_t | x0) = N(sqrt(abar_t) x0, (1 - abar_t) I) (Ho eq. 4), for timesteps t (B,)."""
+        abar = self.alpha_bar[t].view(-1, 1, 1, 1)                                # (B, 1, 1, 1)
+        return abar.sqrt() * x0 + (1 - abar).sqrt() * eps
 
     def predict_x0(self, x: Tensor, eps: Tensor, abar: float) -> tuple[Tensor, Tensor]:
         """x0_hat = (x_t - sqrt(1 - abar) eps) / sqrt(abar) (eq. 4 inverted), optionally clipped to [-1, 1],
