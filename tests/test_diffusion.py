@@ -8,7 +8,8 @@ import torch
 from torch import nn
 
 from genlab import ConfigError
-from genlab.models import MODELS, HasSamplingKnobs, HasTrajectory, StepContext, build_model
+from genlab.models import MODELS, HasLatents, HasSamplingKnobs, HasTrajectory, StepContext, build_model
+from genlab.models.base import sample_prior
 from genlab.models.ddpm import DDPM, make_betas, timestep_sequence
 from genlab.models.denoising import bucket_logs, stratified_uniform
 from genlab.models.flow import TIME_SCALE
@@ -215,6 +216,19 @@ def test_trajectory_ends_on_the_image_sample_gives(name):
     assert all(x_t.shape == x0.shape == (4, 1, 28, 28) for _, x_t, x0 in path)
 
 
+@pytest.mark.parametrize("name,sampler", [("ddpm", "ddim"), ("ddpm", "ancestral"), ("flow", "heun")])
+def test_the_latent_is_the_starting_noise_and_generate_is_a_function_of_it(name, sampler):
+    model = tiny(name, sampler=sampler).eval()
+    assert isinstance(model, HasLatents)
+    spec = model.latent_spec()
+    assert spec.z_shape == (1, 28, 28) and spec.num_classes == 10 and not spec.is_vector
+    latents = sample_prior(spec, 3, gen(2), "cpu")
+    images = model.generate(**latents)
+    assert torch.equal(images, model.generate(**latents))                   # stochastic samplers too
+    if sampler != "ancestral":
+        torch.testing.assert_close(images, model.trajectory(3, None, latents["y"], noise=latents["z"])[-1][1])
+
+
 @pytest.mark.parametrize("name", FAMILIES)
 def test_denoising_strip_rows_are_seeds_and_columns_are_steps(name):
     model = tiny(name, channels=3, image_size=32).eval()
@@ -239,6 +253,10 @@ def test_sampling_knobs_describe_what_sample_takes(name):
         assert images.shape == (2, 1, 28, 28)
     with pytest.raises(ConfigError, match="sampler must be one of"):
         model.sample(2, gen(), sampler="rk45")
+    with pytest.raises(ConfigError, match="steps must be between 1 and 1000"):
+        model.sample(2, gen(), steps=10 ** 9)
+    with pytest.raises(ConfigError, match="class indices in 0..9"):
+        model.sample(2, gen(), y=torch.tensor([0, 10 ** 6]))
     assert "guidance" not in tiny(name, class_conditional=False).sampling_knobs()
 
 
@@ -276,3 +294,18 @@ def test_unet_shapes_at_every_size_and_odd_resolutions():
 def test_bad_channel_mult_is_one_clear_error():
     with pytest.raises(ConfigError, match="channel_mult must be"):
         tiny("ddpm", channel_mult="1,x")
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_a_step_in_channels_last_and_bf16_autocast_matches_the_plain_step(name):
+    """The trainer's CUDA setting (channels_last, bf16 autocast), here on the CPU: the same loss."""
+    plain, fast = tiny(name), tiny(name).to(memory_format=torch.channels_last)
+    plain_logs = plain.training_step(batches(), plain.make_optimizers(), StepContext(0, gen(2)))
+    source = batches()
+    channels_last = lambda: tuple(t.contiguous(memory_format=torch.channels_last) if t.dim() == 4 else t
+                                  for t in source())
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        fast_logs = fast.training_step(channels_last, fast.make_optimizers(), StepContext(0, gen(2)))
+    assert fast_logs["loss/total"].item() == pytest.approx(plain_logs["loss/total"].item(), rel=0.05)
+    images = fast.eval().sample(2, gen())
+    assert images.shape == (2, 1, 28, 28) and torch.isfinite(images).all()

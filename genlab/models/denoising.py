@@ -1,6 +1,7 @@
 """What DDPM (ddpm.py) and flow matching (flow.py) share: the U-Net and its config, classifier-free
 guidance (Ho & Salimans 2022), the EMA, low-discrepancy time sampling, the per-time loss buckets, and the
-sampling capabilities (`HasTrajectory`, `HasSamplingKnobs`) built on one method each family implements:
+sampling capabilities (`HasLatents` with the starting noise as an image-shaped z, `HasTrajectory`,
+`HasSamplingKnobs`) built on one method each family implements:
 
     integrate(noise, y, steps, guidance, sampler, rng, record) -> (images, [(level, x_t, x0_hat), ...])
 
@@ -8,19 +9,21 @@ sampling capabilities (`HasTrajectory`, `HasSamplingKnobs`) built on one method 
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
 from ..config import ConfigError, param
-from .base import GenerativeModel, ImageConfig, StepContext
+from .base import GenerativeModel, ImageConfig, LatentSpec, StepContext
 from .nn.optim import adam, optimizer_step
 from .nn.unet import UNet
 
 AUTO_CHANNEL_MULT = {28: (1, 2, 2), 32: (1, 2, 2, 2), 64: (1, 2, 2, 2)}
 GUIDANCE_RANGE = (0.0, 8.0)
-STEPS_RANGE = (1, 100)
+STEPS_RANGE = (1, 100)          # what a UI offers
+MAX_STEPS = 1000                # what a call may ask for
 
 
 @dataclass
@@ -123,8 +126,8 @@ class DenoisingModel(GenerativeModel):
         steps = c.sampling_steps if steps is None else int(steps)
         guidance = c.guidance if guidance is None else float(guidance)
         sampler = c.sampler if sampler is None else sampler
-        if steps < 1:
-            raise ConfigError(f"steps must be >= 1, got {steps}")
+        if not 1 <= steps <= MAX_STEPS:
+            raise ConfigError(f"steps must be between 1 and {MAX_STEPS}, got {steps}")
         if not 0 <= guidance <= 1000:
             raise ConfigError(f"guidance must be between 0 and 1000, got {guidance}")
         if sampler not in self.samplers:
@@ -133,7 +136,8 @@ class DenoisingModel(GenerativeModel):
 
     def start(self, n: int, rng: torch.Generator | None, y: Tensor | None,
               noise: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
-        """The starting noise (n, C, H, W), drawn first, then the classes (random ones when y is None)."""
+        """The starting noise (n, C, H, W), drawn first, then the classes (random ones when y is None).
+        y = num_classes, the null class, asks for an unconditional sample (guidance then changes nothing)."""
         c = self.config
         if noise is None:
             noise = torch.randn((n, c.channels, c.image_size, c.image_size), generator=rng, device=self.device)
@@ -141,7 +145,11 @@ class DenoisingModel(GenerativeModel):
             return noise, None
         if y is None:
             y = torch.randint(c.num_classes, (n,), generator=rng, device=self.device)
-        return noise, y.to(self.device, torch.long)
+        y = y.to(self.device, torch.long)
+        if y.shape != (n,) or y.min() < 0 or y.max() > c.num_classes:
+            raise ConfigError(f"y must be {n} class indices in 0..{c.num_classes - 1} "
+                              f"({c.num_classes}: the null class, an unguided sample)")
+        return noise, y
 
     def integrate(self, noise: Tensor, y: Tensor | None, steps: int, guidance: float, sampler: str,
                   rng: torch.Generator | None, record: bool) -> tuple[Tensor, list]:
@@ -154,6 +162,24 @@ class DenoisingModel(GenerativeModel):
         """n images in [-1, 1], (n, C, H, W); the knobs default to the config's."""
         steps, guidance, sampler = self.resolve(steps, guidance, sampler)
         noise, y = self.start(n, rng, y)
+        images, _ = self.integrate(noise, y, steps, guidance, sampler, rng, record=False)
+        return images.clamp(-1, 1)
+
+    # ---- HasLatents: the starting noise is the latent (Song et al. 2021 §5.3: DDIM's x_T encodes the image)
+    def latent_spec(self) -> LatentSpec:
+        """z is the (C, H, W) starting noise, N(0, I); a class y when conditional."""
+        c = self.config
+        shape = (c.channels, c.image_size, c.image_size)
+        return LatentSpec(z_dim=math.prod(shape), z_shape=shape,
+                          num_classes=c.num_classes if self.conditional else 0)
+
+    @torch.no_grad()
+    def generate(self, z: Tensor, y: Tensor | None = None, **_) -> Tensor:
+        """Images in [-1, 1] from the starting noise z (n, C, H, W) with the config's knobs; a function of
+        (z, y): a stochastic sampler (ancestral, ddim with eta > 0) draws its noise from a fixed seed."""
+        steps, guidance, sampler = self.resolve(None, None, None)
+        noise, y = self.start(z.shape[0], None, y, noise=z.to(self.device))
+        rng = torch.Generator(device=self.device).manual_seed(0)
         images, _ = self.integrate(noise, y, steps, guidance, sampler, rng, record=False)
         return images.clamp(-1, 1)
 
