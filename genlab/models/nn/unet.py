@@ -1,6 +1,7 @@
 """A small time- and class-conditioned U-Net, the denoiser of DDPM (Ho et al. 2020, appendix B) and the
-velocity network of flow matching: residual blocks with GroupNorm and SiLU, a sinusoidal time embedding
-(Vaswani et al. 2017) through an MLP, a class embedding added to it (index `num_classes` is the learned
+velocity network of flow matching: residual blocks with GroupNorm and SiLU, conditioned by scale and shift
+of their second norm, a sinusoidal time embedding (Vaswani et al. 2017) through an MLP, a class embedding
+added to it (index `num_classes` is the learned
 "null" class of classifier-free guidance, Ho & Salimans 2022), and self-attention at the lowest resolution.
 
     28x28, channel_mult (1, 2, 2):     28 -> 14 -> 7   (attention at 7x7)
@@ -16,8 +17,9 @@ from torch import Tensor, nn
 
 
 def group_norm(channels: int) -> nn.GroupNorm:
-    """GroupNorm with 32 groups where the width allows (Wu & He 2018), fewer for narrow layers."""
-    groups = next(g for g in (32, 16, 8, 4, 2, 1) if channels % g == 0)
+    """GroupNorm (Wu & He 2018) with at most 32 groups of at least 4 channels where the width allows
+    (32 x 4 at 128 channels, as in Ho's 128-wide U-Net), so a group is never a single channel."""
+    groups = next(g for g in (32, 16, 8, 4, 2, 1) if channels % g == 0 and (channels // g >= 4 or g == 1))
     return nn.GroupNorm(groups, channels)
 
 
@@ -31,20 +33,25 @@ def timestep_embedding(t: Tensor, dim: int, max_period: float = 10000.0) -> Tens
 
 
 class ResBlock(nn.Module):
-    """GN-SiLU-conv, + a projection of the embedding, GN-SiLU-dropout-conv, plus the (1x1) skip."""
+    """GN-SiLU-conv, GN modulated by the embedding, SiLU-dropout-conv, plus the (1x1) skip.
+
+    The embedding scales and shifts the normalized features, GN(h) (1 + scale) + shift (the "scale-shift
+    norm" of Dhariwal & Nichol 2021): a bias added before the GroupNorm, as in Ho's code, is partly
+    (wholly, for one-channel groups) removed again by the normalization."""
 
     def __init__(self, ch_in: int, ch_out: int, emb_dim: int, dropout: float):
         super().__init__()
         self.norm1, self.conv1 = group_norm(ch_in), nn.Conv2d(ch_in, ch_out, 3, 1, 1)
-        self.emb = nn.Linear(emb_dim, ch_out)
+        self.emb = nn.Linear(emb_dim, 2 * ch_out)
         self.norm2, self.conv2 = group_norm(ch_out), nn.Conv2d(ch_out, ch_out, 3, 1, 1)
         self.dropout = nn.Dropout(dropout)
         self.skip = nn.Conv2d(ch_in, ch_out, 1) if ch_in != ch_out else nn.Identity()
 
     def forward(self, x: Tensor, emb: Tensor) -> Tensor:                          # (B, Ci, H, W), (B, E)
         h = self.conv1(F.silu(self.norm1(x)))                                      # (B, Co, H, W)
-        h = h + self.emb(F.silu(emb))[:, :, None, None]                            # + (B, Co, 1, 1)
-        h = self.conv2(self.dropout(F.silu(self.norm2(h))))                        # (B, Co, H, W)
+        scale, shift = self.emb(F.silu(emb))[:, :, None, None].chunk(2, dim=1)     # (B, Co, 1, 1) each
+        h = self.norm2(h) * (1 + scale) + shift
+        h = self.conv2(self.dropout(F.silu(h)))                                    # (B, Co, H, W)
         return self.skip(x) + h
 
 
