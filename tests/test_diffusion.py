@@ -84,7 +84,8 @@ def test_timestep_sequences_start_at_T_minus_1_and_descend_evenly():
 
 # ---------------------------------------------------------------- samplers with exact denoisers
 def ddpm_oracle_for_gaussian(model, mean, std):
-    """eps*(x_t, t) of data N(mean, std^2) per pixel: E[x0 | x_t] = mean + a std^2 / (a^2 std^2 + b^2) (x_t - a mean)."""
+    """eps*(x_t, t) of data N(mean, std^2) per pixel, from E[x0 | x_t] = mean + a std^2 / (a^2 std^2 + b^2)
+    (x_t - a mean) with a = sqrt(abar_t), b = sqrt(1 - abar_t)."""
     alpha_bar = model.alpha_bar.double()
 
     def eps(x, t):
@@ -255,6 +256,9 @@ def test_sampling_knobs_describe_what_sample_takes(name):
         model.sample(2, gen(), sampler="rk45")
     with pytest.raises(ConfigError, match="steps must be between 1 and 1000"):
         model.sample(2, gen(), steps=10 ** 9)
+    for bad in ({"steps": "many"}, {"guidance": float("nan")}, {"steps": float("inf")}):
+        with pytest.raises(ConfigError):
+            model.sample(2, gen(), **bad)
     with pytest.raises(ConfigError, match="class indices in 0..9"):
         model.sample(2, gen(), y=torch.tensor([0, 10 ** 6]))
     assert "guidance" not in tiny(name, class_conditional=False).sampling_knobs()

@@ -102,7 +102,9 @@ class DDPM(DenoisingModel):
     def posterior_step(x: Tensor, x0: Tensor, abar: float, abar_prev: float, z: Tensor | None) -> Tensor:
         """Ho eq. 6-7: the mean of q(x_prev | x_t, x0_hat) plus sqrt(beta~) z, with beta = 1 - abar / abar_prev."""
         beta = 1 - abar / abar_prev
-        mean = (math.sqrt(abar_prev) * beta / (1 - abar)) * x0 + (math.sqrt(1 - beta) * (1 - abar_prev) / (1 - abar)) * x
+        x0_coefficient = math.sqrt(abar_prev) * beta / (1 - abar)
+        x_t_coefficient = math.sqrt(1 - beta) * (1 - abar_prev) / (1 - abar)
+        mean = x0_coefficient * x0 + x_t_coefficient * x
         variance = (1 - abar_prev) / (1 - abar) * beta                            # beta~ (eq. 7)
         return mean if z is None else mean + math.sqrt(variance) * z
 

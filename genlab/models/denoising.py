@@ -123,8 +123,12 @@ class DenoisingModel(GenerativeModel):
     def resolve(self, steps, guidance, sampler) -> tuple[int, float, str]:
         """The call's knobs, each defaulting to the config; ConfigError for values out of range."""
         c = self.config
-        steps = c.sampling_steps if steps is None else int(steps)
-        guidance = c.guidance if guidance is None else float(guidance)
+        try:
+            steps = c.sampling_steps if steps is None else int(steps)
+            guidance = c.guidance if guidance is None else float(guidance)
+        except (TypeError, ValueError, OverflowError):
+            raise ConfigError(f"steps must be a whole number and guidance a number; got {steps!r}, "
+                              f"{guidance!r}") from None
         sampler = c.sampler if sampler is None else sampler
         if not 1 <= steps <= MAX_STEPS:
             raise ConfigError(f"steps must be between 1 and {MAX_STEPS}, got {steps}")
