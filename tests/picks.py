@@ -3,7 +3,7 @@ tiny build has a capability. Shared tests name a model through these, so a new f
 file and the tests stay true (the picks move with the registry)."""
 from __future__ import annotations
 
-from genlab.models import MODELS, HasCodes, HasEncoder, build_model, has_classes
+from genlab.models import MODELS, HasCodes, HasEncoder, HasTrajectory, build_model, has_classes
 
 
 def pick(wanted, what: str) -> str:
@@ -18,8 +18,10 @@ def _optimizers(model) -> int:
     return len(model.make_optimizers())
 
 
-# The cheapest run: one network, one optimizer, one forward and backward a step.
-ONE_NETWORK = pick(lambda m: _optimizers(m) == 1, "trained by one optimizer")
+# The cheapest run: one network, one optimizer, one forward and backward a step, and samples in one
+# forward pass (not an iterative sampler).
+ONE_NETWORK = pick(lambda m: _optimizers(m) == 1 and not isinstance(m, HasTrajectory),
+                   "trained by one optimizer that samples in one pass")
 # A generator/discriminator pair (two optimizers, a training-only critic) without classes or codes.
 GAN_PAIR = pick(lambda m: _optimizers(m) == 2 and bool(m.training_only) and not has_classes(m)
                 and not isinstance(m, HasCodes), "with an unconditional generator/discriminator pair")

@@ -23,6 +23,10 @@ Optional capabilities are runtime-checkable protocols, checked with `isinstance`
   HasLikelihood  nll(x01, rng, k) -> nats per image (B,): likelihood metrics (nats, bits/dim)
   HasClasses     num_classes > 0 and sample(n, rng, y=...) : class-conditional sampling, class accuracy
   HasCodes       infer_codes(x) -> {"cat": ...}: code accuracy of InfoGAN-like models
+  HasTrajectory  trajectory(n, rng, y, *, steps, guidance, sampler, noise) -> [(level, x_t, x0_hat)] and
+                 denoising_strip(rng, seeds, points) -> one image: the path from noise to image
+  HasSamplingKnobs  sampling_knobs() -> {name: {type, low/high or choices, default}}: the keyword
+                 arguments `sample` takes (steps, guidance, sampler), for sliders built by capability
 """
 from __future__ import annotations
 
@@ -135,6 +139,25 @@ class HasLikelihood(Protocol):
 @runtime_checkable
 class HasCodes(Protocol):
     def infer_codes(self, x: Tensor) -> dict: ...
+
+
+@runtime_checkable
+class HasTrajectory(Protocol):
+    """An iterative sampler whose intermediate states can be shown: at each sampling step the state x_t and
+    the model's prediction x0_hat of the final image; level 1 is pure noise, 0 a clean image. The same
+    `noise` (n, C, H, W) gives the same images with a deterministic sampler, whatever the guidance."""
+    def trajectory(self, n: int, rng: torch.Generator | None = None, y: Tensor | None = None, *,
+                   steps: int | None = None, guidance: float | None = None, sampler: str | None = None,
+                   noise: Tensor | None = None) -> list[tuple[float, Tensor, Tensor]]: ...
+
+    def denoising_strip(self, rng: torch.Generator | None = None, seeds: int = 3, points: int = 8) -> Tensor: ...
+
+
+@runtime_checkable
+class HasSamplingKnobs(Protocol):
+    """`sample(n, rng, y, **knobs)` takes these keyword arguments, e.g. {"guidance": {"type": float, "low": 0,
+    "high": 8, "default": 1.0}, "steps": {...}, "sampler": {"type": str, "choices": (...), "default": ...}}."""
+    def sampling_knobs(self) -> dict[str, dict]: ...
 
 
 def has_classes(model) -> bool:
