@@ -23,7 +23,7 @@ from pathlib import Path
 
 from . import runs
 from .checkpoint import CheckpointError
-from .config import ConfigError, TrainConfig, field_specs
+from .config import DEFAULT_MODEL, ConfigError, TrainConfig, field_specs
 from .data import DataError
 from .models import MODELS, get_model_class
 from .runner import RunnerError
@@ -130,7 +130,7 @@ def train_main(argv: list[str], settings: Settings, prog: str = "genlab train") 
     model = known.model
     if known.resume and not model:
         model = ((runs.read_json(Path(known.resume) / "config.json") or {}).get("train") or {}).get("model")
-    parser = build_parser(model or "dcgan", settings, prog)
+    parser = build_parser(model or DEFAULT_MODEL, settings, prog)
     args = vars(parser.parse_args(argv))
     if args.pop("list_models"):
         for name, cls in sorted(MODELS.items()):
@@ -146,7 +146,7 @@ def train_main(argv: list[str], settings: Settings, prog: str = "genlab train") 
             prepared = prepare_run(resume_dir, {"train": train_values, "model": model_values}, resume=True)
         else:
             train_values.setdefault("data_root", str(settings.data_root))
-            config = {"train": dict(train_values, model=model or "dcgan"), "model": model_values}
+            config = {"train": dict(train_values, model=model or DEFAULT_MODEL), "model": model_values}
             if run_dir is None:          # validated before a folder is named after its model and data set
                 checked = make_config(config["train"], config["model"])
                 run_dir = runs.new_run_dir(Path(runs_root), checked["train"]["model"], checked["train"]["dataset"])

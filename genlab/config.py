@@ -85,13 +85,14 @@ def from_dict(config_class, values: dict):
     return config
 
 
+DEFAULT_MODEL = "dcgan"        # what a new run trains unless told otherwise (the CLI, the Train page)
 DATASETS = ("mnist", "fashion", "emoji64", "celeba64", "imagefolder", "synthetic")
 
 
 @dataclass
 class TrainConfig:
     """Everything the training loop needs besides the model's own config."""
-    model: str = param("dcgan", "Model name (see --list-models).")
+    model: str = param(DEFAULT_MODEL, "Model name (see --list-models).")
     dataset: str = param("mnist", "Data set.", choices=DATASETS)
     data_root: str = param("./data", "Folder where data sets are downloaded and cached.")
     data_path: str | None = param(None, "A folder of images (imagefolder, or celeba64 from an "

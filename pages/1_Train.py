@@ -3,6 +3,7 @@ training process."""
 import streamlit as st
 
 from genlab import ConfigError, dashboard, runner
+from genlab.config import DEFAULT_MODEL
 from genlab.models import MODELS
 from genlab.settings import Settings
 
@@ -26,7 +27,7 @@ if problems:
 models, datasets = sorted(MODELS), dashboard.offered_datasets(settings)
 left, right = st.columns(2)
 model = left.selectbox("model", models, index=models.index(prefill.get("model") if prefill.get("model") in models
-                                                         else "dcgan"), key="train.model",
+                                                         else DEFAULT_MODEL), key="train.model",
                        help="; ".join(f"{m}: {(MODELS[m].__doc__ or '').strip().splitlines()[0]}" for m in models))
 dataset = right.selectbox("data set", datasets, index=datasets.index(prefill.get("dataset") if prefill.get("dataset")
                                                                in datasets else "mnist"),

@@ -367,11 +367,11 @@ def widget(run):
 
 
 def test_the_widget_offers_phase_steps_only_for_models_with_phases_and_its_buttons_act(tmp_path):
-    gan = widget(fake_running(tmp_path / "gan"))
+    gan = widget(fake_running(tmp_path / "two-phases"))
     labels = [button.label for button in gan.button]
     assert labels == ["Pause", "Step D only", "Step G only", "Step both ×1"] and not gan.exception
     gan.button[1].click().run()                                      # Step D only
-    run = tmp_path / "gan" / "runs" / "run-1"
+    run = tmp_path / "two-phases" / "runs" / "run-1"
     assert runs.read_control(run) == {"mode": "paused", "slow_s": 0.0, "requests": [request(1, ["D"])]}
     assert gan.button[0].label == "Continue"
     gan.slider[0].set_value(0.5).run()

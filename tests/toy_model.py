@@ -68,7 +68,7 @@ class ToyFlow(LatentModel):
 
     def make_optimizers(self) -> dict:
         params = [p for name, p in self.named_parameters() if not name.startswith("ema.")]
-        return {"flow": adam(params, self.config.lr, 0.9, 0.999)}
+        return {"velocity": adam(params, self.config.lr, 0.9, 0.999)}
 
     def training_step(self, batches, optimizers: dict, ctx: StepContext) -> dict:
         """One step on the flow-matching loss, weighted by exp(-u(t)) plus u(t) (EDM2 eq. 21)."""
@@ -79,7 +79,7 @@ class ToyFlow(LatentModel):
         mse = (self.velocity(x_t, t) - (eps - x)).pow(2).flatten(1).mean(1)   # (B,)
         u = self.loss_weight(t[:, None]).squeeze(1)                       # (B,)
         loss = (mse * torch.exp(-u) + u).mean()
-        optimizer_step(optimizers["flow"], loss, ctx, self.config)
+        optimizer_step(optimizers["velocity"], loss, ctx, self.config)
         self.end_step(ctx)
         return {"loss/total": loss.detach(), "loss/mse": mse.mean().detach()}
 
