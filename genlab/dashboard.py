@@ -75,8 +75,9 @@ def curves_figure(series: dict[str, list[dict]], smoothing: float = 0.6, log_y: 
     keys = metric_keys([r for records in series.values() for r in records])
     columns = 2 if len(keys) > 1 else 1
     rows = max(1, math.ceil(len(keys) / columns))
+    height = 270 * rows + 70
     fig = make_subplots(rows=rows, cols=columns, subplot_titles=[METRIC_TITLES.get(k, k) for k in keys],
-                        horizontal_spacing=0.07, vertical_spacing=min(0.14, 0.6 / rows))
+                        horizontal_spacing=0.07, vertical_spacing=min(0.3, 80 / height))   # ~80 px between rows
     in_legend = set()
     for run_index, (name, records) in enumerate(series.items()):
         color = (colors or {}).get(name) or RUN_COLORS[run_index % len(RUN_COLORS)]
@@ -100,7 +101,7 @@ def curves_figure(series: dict[str, list[dict]], smoothing: float = 0.6, log_y: 
                      showspikes=True, spikemode="across", spikethickness=1, spikecolor="#999")
     fig.update_annotations(font_size=14, yshift=4)             # the panel titles
     fig.update_layout(template="plotly_white", font=dict(family="Source Sans Pro, sans-serif", size=12),
-                      height=max(300, 300 * rows + 40), hovermode="x unified",
+                      height=height, hovermode="x unified",
                       margin=dict(l=10, r=44, t=64, b=10),     # the toolbar sits vertically in the right margin
                       modebar=dict(orientation="v"), showlegend=True,
                       legend=dict(orientation="h", yref="container", y=1, yanchor="top", x=0, font_size=13),
@@ -176,6 +177,8 @@ export default function (component) {
       document.head.appendChild(script);
     });
   }
+  if (plot.figureText === data.figure) return;      // a refresh without new metric lines: nothing to redraw
+  plot.figureText = data.figure;
   plot.figure = JSON.parse(data.figure);
   draw(plot);
 }

@@ -147,7 +147,7 @@ GRIDS_CSS = """
 .genlab-grids input[type=range] { flex: 1 1 240px; min-width: 160px; accent-color: #ff4b4b; }
 .genlab-grids .label { min-width: 150px; font-variant-numeric: tabular-nums; }
 .genlab-grids .panels { display: flex; gap: 16px; flex-wrap: wrap; }
-.genlab-grids figure { margin: 0; flex: 1 1 280px; max-width: 560px; border-top: 4px solid; padding-top: 4px; }
+.genlab-grids figure { margin: 0; flex: 0 1 380px; min-width: 220px; border-top: 4px solid; padding-top: 4px; }
 .genlab-grids figure img { width: 100%; image-rendering: pixelated; display: block; background: #eee; }
 .genlab-grids figcaption { font-size: 13px; color: #444; margin-bottom: 4px; overflow: hidden;
   text-overflow: ellipsis; white-space: nowrap; }
@@ -399,12 +399,13 @@ def live_run(run_dir: Path, overlay: list[Path], view: View, settings: Settings,
                 st.code(status.get("traceback") or log)
     shown = [run_dir, *overlay]
     colors = {p: dashboard.RUN_COLORS[i % len(dashboard.RUN_COLORS)] for i, p in enumerate(shown)}
-    if not dashboard.live_curves(dashboard.metrics_signature(shown), key=f"curves-{run_dir.name}",
-                                 smoothing=view.smoothing, log_y=view.log_y):
-        st.info("No metrics yet: the first line is written after `log_every` steps.")
     st.markdown("**Sample grids** · the same latents at every grid" +
                 (" · one slider for all runs: drag it, ←/→, or Play" if served() else ""))
     grids([(p, colors[p]) for p in shown], view.step, key=f"grids-{run_dir.name}")
+    st.markdown("**Curves** · every metric the model logs, one colour per run")
+    if not dashboard.live_curves(dashboard.metrics_signature(shown), key=f"curves-{run_dir.name}",
+                                 smoothing=view.smoothing, log_y=view.log_y):
+        st.info("No metrics yet: the first line is written after `log_every` steps.")
     compare_and_export(run_dir, overlay)
 
 
