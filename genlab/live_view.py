@@ -184,6 +184,10 @@ export default function (component) {
     });
   }
   update(root, data);
+  const url = new URL(window.location.href);          // the run and overlays too: this page owns its URL
+  for (const [name, value] of Object.entries(data.query || {}))
+    if (value === null) url.searchParams.delete(name); else url.searchParams.set(name, value);
+  if (url.href !== window.location.href) window.history.replaceState(window.history.state, "", url);
 }
 
 function update(root, data) {
@@ -254,7 +258,7 @@ function render(root, step) {
     let shown = null;
     for (const f of run.frames) if (step !== null && f[0] <= step) shown = f;
     const img = fig.querySelector("img"), empty = fig.querySelector(".empty");
-    fig.querySelector("figcaption").textContent = run.name + (shown ? ` · step ${shown[0]}` : "");
+    fig.querySelector("figcaption").textContent = run.name + (shown ? ` · samples at step ${shown[0]}` : "");
     img.hidden = !shown; empty.hidden = !!shown;
     if (shown && img.getAttribute("src") !== shown[1]) {
       img.setAttribute("src", shown[1]);
@@ -290,14 +294,15 @@ def grids_component():
     return st.components.v2.component("genlab_grids", js=GRIDS_JS, css=GRIDS_CSS, isolate_styles=False)
 
 
-def grids(panels: list[tuple[Path, str]], step: int | None, key: str) -> None:
+def grids(panels: list[tuple[Path, str]], step: int | None, key: str, query: dict | None = None) -> None:
     """Every panel's sample grids under one step slider (Play/Pause, ←/→), client-side when served by
-    genlab.serve; `panels` is [(run folder, colour)], `step` the step to show first (None: the newest)."""
+    genlab.serve; `panels` is [(run folder, colour)], `step` the step to show first (None: the newest),
+    `query` URL parameters the browser sets (None: removes one) next to its own step."""
     prefix = os.environ.get(SAMPLES_URL_ENV)
     if prefix is None:
         return fallback_grids(panels, step, key)
     data = {"runs": [{"name": run_dir.name, "color": color, "frames": frames(run_dir, prefix)}
-                     for run_dir, color in panels], "step": step, "fps": 4}
+                     for run_dir, color in panels], "step": step, "fps": 4, "query": query or {}}
     grids_component()(key=key, data=data)
 
 
@@ -401,7 +406,8 @@ def live_run(run_dir: Path, overlay: list[Path], view: View, settings: Settings,
     colors = {p: dashboard.RUN_COLORS[i % len(dashboard.RUN_COLORS)] for i, p in enumerate(shown)}
     st.markdown("**Sample grids** · the same latents at every grid" +
                 (" · one slider for all runs: drag it, ←/→, or Play" if served() else ""))
-    grids([(p, colors[p]) for p in shown], view.step, key=f"grids-{run_dir.name}")
+    grids([(p, colors[p]) for p in shown], view.step, key=f"grids-{run_dir.name}",
+          query={"run": run_dir.name, "overlay": ",".join(p.name for p in overlay) or None})
     st.markdown("**Curves** · every metric the model logs, one colour per run")
     if not dashboard.live_curves(dashboard.metrics_signature(shown), key=f"curves-{run_dir.name}",
                                  smoothing=view.smoothing, log_y=view.log_y):

@@ -18,7 +18,9 @@ for problem in view.problems:
 
 
 def set_query(name: str, value: str | None) -> None:
-    """Keep one view setting in the URL (only when it changes)."""
+    """Keep one view setting in the URL, where the browser's own components do not (not served)."""
+    if live_view.served():
+        return                       # the grids component writes run and overlay next to its step
     if value is None:
         if name in st.query_params:
             del st.query_params[name]

@@ -187,6 +187,7 @@ def test_served_page_sends_every_grid_of_every_run_to_one_client_side_slider(run
     [grids] = [p for p in payloads if "runs" in p]
     assert (curves["smoothing"], curves["log_y"]) == (0.9, True)
     assert grids["step"] == 2 and [r["name"] for r in grids["runs"]] == ["gan-run", "one-run"]
+    assert grids["query"] == {"run": "gan-run", "overlay": "one-run"}          # the browser keeps them in the URL
     assert [r["color"] for r in grids["runs"]] == list(RUN_COLORS[:2])
     gan = grids["runs"][0]
     assert [step for step, _ in gan["frames"]] == [0, 1, 2, 3, 6]
