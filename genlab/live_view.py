@@ -147,7 +147,7 @@ GRIDS_CSS = """
 .genlab-grids input[type=range] { flex: 1 1 240px; min-width: 160px; accent-color: #ff4b4b; }
 .genlab-grids .label { min-width: 150px; font-variant-numeric: tabular-nums; }
 .genlab-grids .panels { display: flex; gap: 16px; flex-wrap: wrap; }
-.genlab-grids figure { margin: 0; flex: 0 1 380px; min-width: 220px; border-top: 4px solid; padding-top: 4px; }
+.genlab-grids figure { margin: 0; flex: 0 1 330px; min-width: 220px; border-top: 4px solid; padding-top: 4px; }
 .genlab-grids figure img { width: 100%; image-rendering: pixelated; display: block; background: #eee; }
 .genlab-grids figcaption { font-size: 13px; color: #444; margin-bottom: 4px; overflow: hidden;
   text-overflow: ellipsis; white-space: nowrap; }
@@ -408,11 +408,11 @@ def live_run(run_dir: Path, overlay: list[Path], view: View, settings: Settings,
                 (" · one slider for all runs: drag it, ←/→, or Play" if served() else ""))
     grids([(p, colors[p]) for p in shown], view.step, key=f"grids-{run_dir.name}",
           query={"run": run_dir.name, "overlay": ",".join(p.name for p in overlay) or None})
+    compare_and_export(run_dir, overlay)
     st.markdown("**Curves** · every metric the model logs, one colour per run")
     if not dashboard.live_curves(dashboard.metrics_signature(shown), key=f"curves-{run_dir.name}",
                                  smoothing=view.smoothing, log_y=view.log_y):
         st.info("No metrics yet: the first line is written after `log_every` steps.")
-    compare_and_export(run_dir, overlay)
 
 
 def compare_and_export(run_dir: Path, overlay: list[Path]) -> None:
