@@ -1,6 +1,6 @@
 """Does watching a run slow it down? Training images/s with and without the dashboard open.
 
-    python -m bench.dashboard_overhead --data-root data --steps 200 --repeats 2
+    python -m bench.dashboard_overhead --data-root ../shared/data --steps 300 --log-every 20 --sample-every 50 --repeats 3
 
 Each trial starts the same run through `genlab.runner` (a process of its own, as the dashboard
 does). "with" trials also start the one-port server (`python -m genlab.serve`) and keep headless

@@ -394,7 +394,7 @@ def live_run(run_dir: Path, overlay: list[Path], view: View, settings: Settings,
                        f"({dashboard.format_age(time.time() - status.get('heartbeat', time.time()))} so far)…")
     with buttons:
         dashboard.run_controls(run_dir, status, run_dir.name, settings, owner)
-        # step controls (pause / one step) go here, next to Stop / Resume
+        # stepctl: step_controls(run_dir, status, settings, owner) goes here, next to Stop / Resume
     if status.get("state") in ("failed", "interrupted"):
         from . import runner
         st.error(f"{status['state']}: {status.get('error') or 'no error recorded'}")
