@@ -1,11 +1,12 @@
 """Does watching a run slow it down? Training images/s with and without the dashboard open.
 
-    python -m bench.dashboard_overhead --data-root data --steps 200 --repeats 2
+    python -m bench.dashboard_overhead --data-root ../shared/data --steps 300 --log-every 20 --sample-every 50 --repeats 3
 
 Each trial starts the same run through `genlab.runner` (a process of its own, as the dashboard
 does). "with" trials also start the one-port server (`python -m genlab.serve`) and keep headless
-chromium on the run's live page, refreshing every 2 s, for the whole run; "without" trials run
-nothing else. Trials alternate (without, with, with, without, ...) to spread drift in the machine's
+chromium on the run's Live page for the whole run: the page polls the server every 2 s (a fragment
+rerun), loads each new sample grid and redraws the curves on each new metric line; "without" trials
+run nothing else. Trials alternate (without, with, with, without, ...) to spread drift in the machine's
 load. Throughput is measured from the run's own metrics.jsonl over the steps after warm-up.
 Optionally saves screenshots of the live page (--screenshots DIR).
 """
@@ -104,6 +105,7 @@ def trial(config: dict, root: Path, with_dashboard: bool, args) -> float:
         run_dir = runner.start_run(config, Settings(runs_root=root))
         if with_dashboard:
             page.goto(f"http://127.0.0.1:{port}/Live_run?run={run_dir.name}")
+            page.wait_for_selector(".genlab-grids", timeout=300_000)      # the live view is up and polling
             shots = 0
             training = {runs.read_status(run_dir)["pid"]}
             cpu_start, wall_start = dashboard_cpu_seconds(training), time.time()
@@ -160,7 +162,8 @@ def main() -> None:
                 images_per_s = trial(config, root, mode == "with", args)
                 args.screenshots = None if mode == "with" else args.screenshots
                 results[mode].append(images_per_s)
-                print(f"pair {pair + 1} {mode:7s} dashboard: {images_per_s:8.1f} images/s", flush=True)
+                print(f"pair {pair + 1} {mode:7s} dashboard: {images_per_s:8.1f} images/s "
+                      f"(load average {os.getloadavg()[0]:.1f})", flush=True)
     without, with_ = statistics.median(results["without"]), statistics.median(results["with"])
     summary = {"config": config, "images_per_s": results, "median_without": without, "median_with": with_,
                "ratio": with_ / without, "dashboard_cpu_cores": args.dashboard_cpu,

@@ -69,33 +69,50 @@ def metric_keys(records: list[dict]) -> list[str]:
     return sorted(keys, key=lambda k: (order.index(k) if k in order else len(order), k))
 
 
-def curves_figure(series: dict[str, list[dict]], smoothing: float = 0.6, log_y: bool = False):
-    """A plotly figure: one panel per logged metric, each run a faint raw line under its smoothed line."""
+def curves_figure(series: dict[str, list[dict]], smoothing: float = 0.6, log_y: bool = False,
+                  colors: dict[str, str] | None = None):
+    """A plotly figure: one panel per logged metric (x: step, y: the metric), each run a faint raw line
+    under its smoothed line, in one colour per run (`colors`, else RUN_COLORS in order) on every panel.
+
+    Runs of different families share a panel only for a metric they both log; each run is in the
+    legend once, whichever panels it has. Each smoothed trace names its raw trace in `meta.raw`, so
+    the browser can re-smooth without the server (CURVES_JS). Hover shows raw and smoothed values of
+    every run at that step.
+    """
     from plotly.subplots import make_subplots
     keys = metric_keys([r for records in series.values() for r in records])
-    columns = 3 if len(keys) > 4 else 2
+    columns = 2 if len(keys) > 1 else 1
     rows = max(1, math.ceil(len(keys) / columns))
+    height = 270 * rows + 70
     fig = make_subplots(rows=rows, cols=columns, subplot_titles=[METRIC_TITLES.get(k, k) for k in keys],
-                        horizontal_spacing=0.08, vertical_spacing=min(0.12, 0.5 / rows))
+                        horizontal_spacing=0.07, vertical_spacing=min(0.3, 80 / height))   # ~80 px between rows
+    in_legend = set()
     for run_index, (name, records) in enumerate(series.items()):
-        color = RUN_COLORS[run_index % len(RUN_COLORS)]
+        color = (colors or {}).get(name) or RUN_COLORS[run_index % len(RUN_COLORS)]
         for key_index, key in enumerate(keys):
             points = [(r["step"], r[key]) for r in records if key in r and "step" in r]
             if not points:
                 continue
             steps, values = zip(*points)
             row, col = key_index // columns + 1, key_index % columns + 1
-            fig.add_scatter(x=steps, y=values, mode="lines", line=dict(color=color, width=1), opacity=0.25,
-                            name=name, legendgroup=name, showlegend=False, hoverinfo="skip", row=row, col=col)
-            fig.add_scatter(x=steps, y=ema(list(values), smoothing), mode="lines",
-                            line=dict(color=color, width=2), name=name, legendgroup=name,
-                            showlegend=key_index == 0 and len(series) > 1, hovertemplate=f"{name}<br>step %{{x}}<br>"
-                            f"{key} %{{y:.4g}}<extra></extra>", row=row, col=col)
-    fig.update_yaxes(type="log" if log_y else "linear")
-    fig.update_xaxes(title_text=None, showgrid=True)
+            raw_index = len(fig.data)
+            fig.add_scatter(x=steps, y=values, mode="lines", line=dict(color=color, width=1), opacity=0.3,
+                            name=f"{name} (raw)", legendgroup=name, showlegend=False,
+                            hovertemplate=f"{name} raw: %{{y:.4g}}<extra></extra>", row=row, col=col)
+            fig.add_scatter(x=steps, y=ema(list(values), smoothing), mode="lines", line=dict(color=color, width=2),
+                            name=name, legendgroup=name, showlegend=name not in in_legend, meta={"raw": raw_index},
+                            hovertemplate=f"{name} smoothed: %{{y:.4g}}<extra></extra>", row=row, col=col)
+            in_legend.add(name)
+            fig.update_yaxes(title_text=key, row=row, col=col)
+    fig.update_yaxes(type="log" if log_y else "linear", title_font=dict(size=11), automargin=True)
+    fig.update_xaxes(title_text="step", title_font=dict(size=11), title_standoff=4, showgrid=True,
+                     showspikes=True, spikemode="across", spikethickness=1, spikecolor="#999")
+    fig.update_annotations(font_size=14, yshift=4)             # the panel titles
     fig.update_layout(template="plotly_white", font=dict(family="Source Sans Pro, sans-serif", size=12),
-                      height=max(280, 250 * rows), margin=dict(l=10, r=10, t=60 if len(series) > 1 else 30, b=10),
-                      legend=dict(orientation="h", yanchor="bottom", y=1.04, x=0),
+                      height=height, hovermode="x unified",
+                      margin=dict(l=10, r=44, t=64, b=10),     # the toolbar sits vertically in the right margin
+                      modebar=dict(orientation="v"), showlegend=True,
+                      legend=dict(orientation="h", yref="container", y=1, yanchor="top", x=0, font_size=13),
                       uirevision="curves")                     # zoom and pan survive every refresh
     return fig
 
@@ -114,24 +131,50 @@ def metrics_signature(run_dirs: list[Path]) -> tuple:
 
 @st.cache_resource(max_entries=64, show_spinner=False)
 def cached_curves(signature: tuple, smoothing: float, log_y: bool):
-    """curves_figure for these metric files, built once per version of them (shared by every open tab)."""
+    """curves_figure for these metric files, built once per version of them (shared by every open tab);
+    each run keeps the colour of its place in the signature (the page's run first, then the overlays)."""
     series = {Path(run_dir).name: runs.read_metrics(Path(run_dir)) for run_dir, _, _ in signature}
-    return curves_figure(series, smoothing, log_y) if any(series.values()) else None
+    colors = {name: RUN_COLORS[i % len(RUN_COLORS)] for i, name in enumerate(series)}
+    return curves_figure(series, smoothing, log_y, colors) if any(series.values()) else None
 
 
 # Live curves. st.plotly_chart gives a chart a new identity whenever its data changes, so the browser
 # rebuilds it and the user's zoom is lost at every refresh. This component keeps one element (stable
 # key) and one plot div, and updates it with Plotly.react: with layout.uirevision fixed, zoom and
 # pan survive. plotly.js is the copy in the plotly package, served by genlab.serve ($GENLAB_PLOTLY_JS).
+# Smoothing and log y are applied here in the browser (no rerun per slider key) and kept in the URL.
+CURVES_CSS = """
+.genlab-curves-bar { display: flex; align-items: center; gap: 14px; font-family: "Source Sans Pro", sans-serif;
+  font-size: 14px; margin: 2px 0 4px; flex-wrap: wrap; }
+.genlab-curves-bar input[type=range] { width: 220px; accent-color: #ff4b4b; }
+.genlab-curves-bar .value { min-width: 34px; font-variant-numeric: tabular-nums; }
+"""
+
 CURVES_JS = """
 export default function (component) {
   const { data, parentElement } = component;
   let plot = parentElement.querySelector("div.genlab-curves");
   if (!plot) {
+    const bar = document.createElement("div");
+    bar.className = "genlab-curves-bar";
+    bar.innerHTML = '<label title="Bias-corrected exponential moving average over the faint raw line">smoothing ' +
+      '<input type="range" class="smooth" min="0" max="0.99" step="0.01"></label><span class="value"></span>' +
+      '<label><input type="checkbox" class="logy"> log-scale y</label>';
+    parentElement.appendChild(bar);
     plot = document.createElement("div");
     plot.className = "genlab-curves";
     plot.style.width = "100%";
     parentElement.appendChild(plot);
+    plot.view = { smoothing: data.smoothing, logY: data.log_y };
+    const smooth = bar.querySelector(".smooth"), logy = bar.querySelector(".logy");
+    smooth.value = data.smoothing; logy.checked = data.log_y;
+    bar.querySelector(".value").textContent = (+data.smoothing).toFixed(2);
+    smooth.addEventListener("input", () => {
+      plot.view.smoothing = +smooth.value;
+      bar.querySelector(".value").textContent = plot.view.smoothing.toFixed(2);
+      draw(plot); saveUrl("smooth", plot.view.smoothing.toFixed(2));
+    });
+    logy.addEventListener("change", () => { plot.view.logY = logy.checked; draw(plot); saveUrl("logy", logy.checked ? "1" : null); });
   }
   if (!window.genlabPlotly) {
     window.genlabPlotly = new Promise((resolve, reject) => {
@@ -142,9 +185,34 @@ export default function (component) {
       document.head.appendChild(script);
     });
   }
-  const figure = JSON.parse(data.figure);
+  if (plot.figureText === data.figure) return;      // a refresh without new metric lines: nothing to redraw
+  plot.figureText = data.figure;
+  plot.figure = JSON.parse(data.figure);
+  draw(plot);
+}
+
+function ema(values, s) {                           // the same bias-corrected EMA as genlab.dashboard.ema
+  let mean = 0, weight = 0;
+  return values.map((v) => {
+    if (v === null || !isFinite(v)) return v;
+    mean = s * mean + (1 - s) * v; weight = s * weight + (1 - s);
+    return mean / weight;
+  });
+}
+
+function draw(plot) {
+  const { data, layout } = plot.figure, view = plot.view;
+  for (const trace of data)
+    if (trace.meta && trace.meta.raw !== undefined) trace.y = ema(data[trace.meta.raw].y, view.smoothing);
+  for (const key of Object.keys(layout)) if (key.startsWith("yaxis")) layout[key].type = view.logY ? "log" : "linear";
   window.genlabPlotly.then((Plotly) =>
-    Plotly.react(plot, figure.data, figure.layout, { displaylogo: false, responsive: true }));
+    Plotly.react(plot, data, layout, { displaylogo: false, responsive: true }));
+}
+
+function saveUrl(name, value) {                     // a reload or a shared link keeps the view
+  const url = new URL(window.location.href);
+  if (value === null) url.searchParams.delete(name); else url.searchParams.set(name, value);
+  window.history.replaceState(window.history.state, "", url);
 }
 """
 
@@ -152,17 +220,33 @@ export default function (component) {
 @st.cache_resource(show_spinner=False)
 def curves_component():
     """The live-curves component, registered once per server."""
-    return st.components.v2.component("genlab_curves", js=CURVES_JS, isolate_styles=False)
+    return st.components.v2.component("genlab_curves", js=CURVES_JS, css=CURVES_CSS, isolate_styles=False)
 
 
-def live_curves(figure, key: str) -> None:
-    """Show a curves figure; refreshes update it in place (zoom kept) when served by genlab.serve."""
+@st.cache_resource(max_entries=64, show_spinner=False)
+def cached_curves_json(signature: tuple, smoothing: float, log_y: bool) -> tuple[str, int] | None:
+    """(the figure as JSON, its height) for the curves component, encoded once per version of the metrics."""
+    figure = cached_curves(signature, smoothing, log_y)
+    return None if figure is None else (figure.to_json(validate=False), int(figure.layout.height))
+
+
+def live_curves(signature: tuple, key: str, smoothing: float = 0.6, log_y: bool = False) -> bool:
+    """Show the curves of the runs in a metrics_signature (False: no metrics yet). Served by genlab.serve,
+    refreshes update the plot in place (zoom kept) and smoothing / log y are the browser's own controls,
+    starting at `smoothing` and `log_y`; otherwise a st.plotly_chart."""
     plotly_js = os.environ.get("GENLAB_PLOTLY_JS")
     if plotly_js is None:                       # plain `streamlit run app.py`: no plotly.js route
-        st.plotly_chart(figure, key=key, config={"displaylogo": False})
-        return
-    curves_component()(key=key, data={"figure": figure.to_json(validate=False), "plotly_js": plotly_js},
-                       height=int(figure.layout.height))
+        figure = cached_curves(signature, smoothing, log_y)
+        if figure is not None:
+            st.plotly_chart(figure, key=key, config={"displaylogo": False})
+        return figure is not None
+    encoded = cached_curves_json(signature, smoothing, log_y)
+    if encoded is None:
+        return False
+    figure_json, height = encoded
+    curves_component()(key=key, data={"figure": figure_json, "plotly_js": plotly_js, "smoothing": smoothing,
+                                      "log_y": log_y}, height=height + 36)
+    return True
 
 
 def format_age(seconds: float) -> str:
@@ -496,59 +580,6 @@ def run_controls(run_dir: Path, status: dict, key: str, settings: Settings, owne
             st.error(str(error))
         else:
             st.rerun()
-
-
-def live_run(run_dir: Path, overlay: list[Path], smoothing: float, log_y: bool, settings: Settings,
-             owner: str) -> None:
-    """State, progress, Stop/Resume, curves (with overlaid runs) and the newest grid of one run."""
-    if not (run_dir / "config.json").exists():
-        st.warning(f"{run_dir.name} has been deleted.")
-        return
-    status = runs.read_status(run_dir)
-    config = runs.read_json(run_dir / "config.json", {}) or {}
-    train_cfg = config.get("train", {})
-    head, buttons = st.columns([4, 1])
-    with head:
-        st.markdown(f"### {run_dir.name}  \n{state_label(run_dir, status)} · {train_cfg.get('model')} on "
-                    f"{train_cfg.get('dataset')} · {status.get('device', train_cfg.get('device', ''))}")
-        fraction, text = progress(status, config)
-        st.progress(fraction, text=text)
-        if status.get("state") == "starting":
-            st.caption(f"Process {status.get('pid')} is loading the data and building the model "
-                       f"({format_age(time.time() - status.get('heartbeat', time.time()))} so far)…")
-    with buttons:
-        run_controls(run_dir, status, run_dir.name, settings, owner)
-    if status.get("state") in ("failed", "interrupted"):
-        st.error(f"{status['state']}: {status.get('error') or 'no error recorded'}")
-        log = runner.read_log(run_dir)
-        if status.get("traceback") or log:
-            with st.expander("details"):
-                st.code(status.get("traceback") or log)
-    curves, grid = st.columns([3, 2])
-    with curves:
-        figure = cached_curves(metrics_signature([run_dir, *overlay]), smoothing, log_y)
-        if figure is not None:
-            live_curves(figure, key=f"curves-{run_dir.name}")
-        else:
-            st.info("No metrics yet: the first line is written after `log_every` steps.")
-    with grid:
-        samples = runs.list_samples(run_dir)
-        if samples:
-            step, path = samples[-1]
-            st.image(str(path), caption=f"samples at step {step} (the same z every time)", width="stretch")
-        else:
-            st.info("No sample grid yet: the first is written after `sample_every` steps.")
-
-
-def grid_history(run_dir: Path) -> None:
-    """A slider through every sample grid of a run: the same latents over training, as a time-lapse."""
-    samples = runs.list_samples(run_dir)
-    if len(samples) < 2:
-        st.caption("The time-lapse appears once there are two sample grids.")
-        return
-    steps = [s for s, _ in samples]
-    chosen = st.select_slider("grid at step", options=steps, value=steps[-1], key=f"history-{run_dir.name}-{len(steps)}")
-    st.image(str(dict(samples)[chosen]), caption=f"step {chosen} of {steps[-1]}", width=480)
 
 
 def plain(text: str) -> str:

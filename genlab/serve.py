@@ -58,9 +58,12 @@ def build_app(settings: Settings, explorer=None):
         async with shell.router.lifespan_context(shell):        # Gradio's startup events and queue
             yield None
 
+    from . import live_view
     os.environ["GENLAB_PLOTLY_JS"] = PLOTLY_JS_ROUTE          # the live curves load plotly.js from here
+    os.environ[live_view.SAMPLES_URL_ENV] = live_view.SAMPLES_PREFIX   # ... and the grids (confined) from here
     use_navigation_pages()
-    return st.App(str(HOME_SCRIPT), routes=[*routes, Route(PLOTLY_JS_ROUTE, plotly_js)], lifespan=lifespan)
+    return st.App(str(HOME_SCRIPT), routes=[*routes, Route(PLOTLY_JS_ROUTE, plotly_js), live_view.sample_route(settings)],
+                  lifespan=lifespan)
 
 
 def use_navigation_pages() -> None:

@@ -1,49 +1,63 @@
-"""Live view of one run: progress, Stop/Resume, loss curves (other runs overlaid) and sample grids."""
+"""Live view of one run: progress, Stop/Resume, loss curves (other runs overlaid) and sample grids.
+
+Everything below the title is one fragment that reruns every REFRESH_S: runs started after the page
+opened appear in the pickers, and new metric lines and grids arrive without a reload. The view
+(run, overlays, smoothing, log y, step) is kept in the URL query (see genlab.live_view).
+"""
 import streamlit as st
 
-from genlab import dashboard, runs
+from genlab import dashboard, live_view
 from genlab.settings import Settings
-from genlab.step_controls import step_controls
 
 st.set_page_config(page_title="genlab · live run", page_icon=dashboard.ICON, layout="wide")
 settings = Settings.from_env()
 owner = dashboard.owner_token(settings)
-infos = runs.list_runs(settings.runs_root)
-if not infos:
-    st.title("Live run")
-    st.info("No runs yet: start one on the Train page.")
-    st.page_link("pages/1_Train.py", label="Train a model", icon=":material/rocket_launch:")
-    st.stop()
+view = live_view.view_from_query(st.query_params.to_dict())        # once per page load
+for problem in view.problems:
+    st.caption(f":orange[Ignored from the URL: {problem}]")
 
-names = [info.name for info in infos]
-wanted = st.query_params.get("run")
-with st.sidebar:
-    name = st.selectbox("run", names, index=names.index(wanted) if wanted in names else 0, key="run.name")
-    st.query_params["run"] = name
-    overlay_names = st.multiselect("overlay runs", [n for n in names if n != name], key="run.overlay",
-                                   help="Draw these runs' curves on the same axes to compare.")
-    smoothing = st.slider("smoothing", 0.0, 0.99, 0.6, 0.01, key="run.smoothing",
-                          help="Bias-corrected exponential moving average over the faint raw line.")
-    log_y = st.toggle("log-scale y", key="run.log_y")
-run_dir = dashboard.run_path(name, settings)
-if run_dir is None:
-    st.warning(f"{name} has been deleted.")
-    st.stop()
-overlay = [p for p in (dashboard.run_path(n, settings) for n in overlay_names) if p is not None]
+
+def set_query(name: str, value: str | None) -> None:
+    """Keep one view setting in the URL, where the browser's own components do not (not served)."""
+    if live_view.served():
+        return                       # the grids component writes run and overlay next to its step
+    if value is None:
+        if name in st.query_params:
+            del st.query_params[name]
+    elif st.query_params.get(name) != value:
+        st.query_params[name] = value
 
 
 @st.fragment(run_every=dashboard.REFRESH_S)
 def live() -> None:
-    dashboard.live_run(run_dir, overlay, smoothing, log_y, settings, owner)
-    # step-by-step controls
-    step_controls(run_dir, runs.read_status(run_dir), settings, owner, key=run_dir.name)
-
-
-@st.fragment
-def history() -> None:
-    dashboard.grid_history(run_dir)
+    names = live_view.run_names(settings.runs_root)     # read at every refresh: new runs appear
+    if not names:
+        st.title("Live run")
+        st.info("No runs yet: start one on the Train page.")
+        st.page_link("pages/1_Train.py", label="Train a model", icon=":material/rocket_launch:")
+        return
+    served = live_view.served()
+    columns = st.columns([2, 3] if served else [2, 3, 2, 1], vertical_alignment="bottom")
+    wanted = st.query_params.get("run")
+    name = columns[0].selectbox("run", names, index=names.index(wanted) if wanted in names else 0, key="run.name")
+    set_query("run", name)
+    others = [n for n in names if n != name]
+    overlay_names = columns[1].multiselect(
+        "overlay runs", others, default=[n for n in view.overlay if n in others], key="run.overlay",
+        max_selections=live_view.MAX_OVERLAYS,
+        help="Draw these runs' curves on the same axes and their grids beside this run's, at the same step.")
+    overlay_names = [n for n in overlay_names if n in others]
+    set_query("overlay", ",".join(overlay_names) or None)
+    if not served:                                       # plain `streamlit run`: server-side controls
+        view.smoothing = columns[2].slider("smoothing", 0.0, 0.99, view.smoothing, 0.01, key="run.smoothing",
+                                           help="Bias-corrected exponential moving average over the faint raw line.")
+        view.log_y = columns[3].toggle("log-scale y", value=view.log_y, key="run.log_y")
+    run_dir = dashboard.run_path(name, settings)
+    if run_dir is None:
+        st.warning(f"{name} has been deleted.")
+        return
+    overlay = [p for p in (dashboard.run_path(n, settings) for n in overlay_names) if p is not None]
+    live_view.live_run(run_dir, overlay, view, settings, owner)
 
 
 live()
-with st.expander("Sample grid history (time-lapse)", icon=":material/movie:"):
-    history()

@@ -48,6 +48,7 @@ def test_start_watch_and_stop_a_run_in_the_browser(server):
 
             # Zoom into the first panel; the 2 s refreshes that bring new points keep the zoom.
             plot = "document.querySelector('.js-plotly-plot')"
+            page.locator(".js-plotly-plot").scroll_into_view_if_needed()      # below the grids
             box = page.locator(".js-plotly-plot .draglayer .xy .nsewdrag").first.bounding_box()
             page.mouse.move(box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.5)
             page.mouse.down()

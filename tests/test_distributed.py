@@ -40,7 +40,7 @@ def test_two_processes_stay_in_sync_and_write_the_run_folder_once(tmp_path):
     assert [r["step"] for r in runs.read_metrics(full)] == [2, 4, 6]     # one line per log step, not two
     assert runs.read_status(full)["state"] == "finished"
     assert runs.read_status(full)["world_size"] == 2
-    assert [step for step, _ in runs.list_samples(full)] == [4, 6]
+    assert [step for step, _ in runs.list_samples(full)] == [0, 1, 2, 4, 6]   # step 0, log-spaced, every 4
     assert not list(full.rglob("*.tmp"))
     assert [r["step"] for r in runs.read_metrics(runs_root / "stopped")] == [2, 4, 6]
     assert runs.read_status(runs_root / "stopped")["state"] == "finished"

@@ -36,7 +36,7 @@ def test_run_folder_is_complete(tmp_path):
     lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in lines] == [2, 4]
     assert {"loss/d", "loss/g", "d/real", "d/fake", "r1/grad_norm", "images_per_s", "epoch", "time"} <= set(lines[0])
-    assert [s for s, _ in runs.list_samples(run)] == [2, 4]
+    assert [s for s, _ in runs.list_samples(run)] == [0, 1, 2, 4]          # step 0, log-spaced, every 2
     assert runs.checkpoint_path(run).exists()
     saved = json.loads((run / "status.json").read_text())
     assert saved["state"] == "finished" and saved["pid"] == os.getpid() and saved["heartbeat"] > 0
@@ -141,7 +141,7 @@ def test_resume_rewinds_metrics_and_samples_to_the_checkpoint(tmp_path):
     os.replace(saved, runs.checkpoint_path(run))
     assert genlab.resume(run, steps=6)["state"] == "finished"
     assert [r["step"] for r in runs.read_metrics(run)] == [1, 2, 3, 4, 5, 6]
-    assert [s for s, _ in runs.list_samples(run)] == [1, 2, 3, 4, 5, 6]
+    assert [s for s, _ in runs.list_samples(run)] == [0, 1, 2, 3, 4, 5, 6]
 
 
 def test_a_running_run_is_not_resumed_twice(tmp_path):
@@ -297,7 +297,7 @@ def test_a_model_without_latents_trains_samples_and_resumes_exactly(tmp_path, to
     assert genlab.resume(tmp_path / "split", steps=4)["state"] == "finished"
     a, b = model_tensors(tmp_path / "straight"), model_tensors(tmp_path / "split")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    assert [s for s, _ in runs.list_samples(tmp_path / "split")] == [2, 4]
+    assert [s for s, _ in runs.list_samples(tmp_path / "split")] == [0, 1, 2, 4]
     assert [r["loss/mse"] for r in runs.read_metrics(tmp_path / "split")] == \
            [r["loss/mse"] for r in runs.read_metrics(tmp_path / "straight")]
 

@@ -15,7 +15,7 @@ from .. import runs
 from . import distributed
 from .devices import precision
 
-TASKS = ("eval", "log", "sample", "checkpoint")        # the order they run in after a step
+TASKS = ("eval", "log", "sample", "checkpoint", "progress")   # the order they run in after a step
 
 
 @dataclass(frozen=True)
@@ -36,11 +36,18 @@ class Plan:
     def is_log_step(self, step: int) -> bool:
         return step % self.log_every == 0 or step == self.steps
 
+    def is_sample_step(self, step: int) -> bool:
+        """Every `sample_every` steps, and log-spaced before the first one (0, 1, 2, 4, 8, ...): early
+        training changes fastest, and a new run shows a grid within seconds."""
+        every = self.sample_every
+        return bool(every) and (step % every == 0 or (step < every and step & (step - 1) == 0))
+
     def due(self, step: int) -> list[str]:
-        """The tasks due once `step` steps are done, in the order they run."""
-        every = {"eval": self.eval_every, "sample": self.sample_every, "checkpoint": self.checkpoint_every}
-        return [task for task in TASKS if (self.is_log_step(step) if task == "log"
-                                           else every[task] and step % every[task] == 0)]
+        """The tasks due once `step` steps are done, in the order they run. `progress` is asked every
+        step and writes at most about once a second (see Tasks.progress)."""
+        every = {"eval": self.eval_every, "checkpoint": self.checkpoint_every}
+        due = {"log": self.is_log_step(step), "sample": self.is_sample_step(step), "progress": True}
+        return [task for task in TASKS if (due[task] if task in due else every[task] and step % every[task] == 0)]
 
     def precision(self):
         """bf16 autocast or nothing; entered per step (autocast caches bf16 weight copies)."""

@@ -5,6 +5,7 @@ Only rank 0 writes the run folder; every rank takes part in the collectives (the
 from __future__ import annotations
 
 import io
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -18,6 +19,7 @@ from .state import TrainState
 
 Evaluator = Callable[[torch.nn.Module], dict]          # model -> {"eval/name": number}
 OnEvent = Callable[[str, dict], None]
+PROGRESS_EVERY_S = 1.0                                 # the step in status.json between log steps, at most this often
 
 
 def save_grid(model, rng: torch.Generator, path: Path) -> None:
@@ -37,7 +39,8 @@ def save_grid(model, rng: torch.Generator, path: Path) -> None:
 
 
 class Tasks:
-    """The due tasks of one run: `eval`, `log`, `sample`, `checkpoint`, each called as task(state, meter)."""
+    """The due tasks of one run: `eval`, `log`, `sample`, `checkpoint`, `progress`, each called as
+    task(state, meter); `start(state)` before the first step."""
 
     def __init__(self, run_dir: Path, model, meta: dict, plan: Plan, group: distributed.Distributed,
                  on_event: OnEvent, evaluator: Evaluator | None, grid_seed: int, num_images: int):
@@ -45,6 +48,12 @@ class Tasks:
         self.on_event, self.evaluator = on_event, evaluator
         self.grid_seed, self.num_images = grid_seed, num_images
         self.evals: dict = {}                               # measured at this step, logged with it
+        self.status_written = time.monotonic()              # when status.json last got the step
+
+    def start(self, state: TrainState) -> None:
+        """Before the first step of a new run: the grid at step 0 (what the untrained model draws)."""
+        if state.step == 0 and self.plan.is_sample_step(0):
+            self.sample(state)
 
     def eval(self, state: TrainState, meter: Meter) -> None:
         if self.evaluator is None or not self.group.is_main:
@@ -65,6 +74,7 @@ class Tasks:
             runs.append_metrics(self.run_dir, record)
             runs.write_status(self.run_dir, "running", step=state.step, images_per_s=record["images_per_s"],
                               last=record)
+            self.status_written = time.monotonic()
         self.on_event("log", record)
 
     def sample(self, state: TrainState, meter: Meter | None = None) -> None:
@@ -73,6 +83,15 @@ class Tasks:
         path = runs.sample_path(self.run_dir, state.step)
         save_grid(self.model, torch.Generator(self.model.device).manual_seed(self.grid_seed), path)
         self.on_event("sample", {"step": state.step, "path": str(path)})
+
+    def progress(self, state: TrainState, meter: Meter | None = None) -> None:
+        """The step count in status.json between log steps (a live page's counter), at most once per
+        PROGRESS_EVERY_S: one clock read per step otherwise."""
+        now = time.monotonic()
+        if not self.group.is_main or now - self.status_written < PROGRESS_EVERY_S:
+            return
+        self.status_written = now
+        runs.write_status(self.run_dir, "running", step=state.step)
 
     def checkpoint(self, state: TrainState, meter: Meter | None = None) -> None:
         if not self.group.is_main:

@@ -146,6 +146,7 @@ def _run(config, tc: TrainConfig, data, device, bf16: bool, prepared: PreparedRu
     on_event("start", {"step": state.step, "total_steps": tc.steps, "device": str(device),
                        "num_parameters": sum(p.numel() for p in model.parameters()),
                        "world_size": group.world_size})
+    tasks.start(state)                                           # the step-0 grid of a new run
     with Stopper(run_dir, should_stop, group, device, tc.log_every) as stop:
         loop.run(model, batches, state, plan, stop, tasks, meter, group)
     ended = "finished" if state.step >= tc.steps else "stopped"
