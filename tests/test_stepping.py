@@ -193,7 +193,7 @@ def test_d_only_and_g_only_steps_are_logged_sampled_and_counted(tmp_path):
     assert "loss/d" in lines[3] and "loss/g" not in lines[3]
     assert "loss/g" in lines[4] and "loss/d" not in lines[4]
     # A grid after every manual step; only the newest one that was not due is kept (3 went when 4 came).
-    assert [s for s, _ in runs.list_samples(run)] == [2, 4, 5, 6, 8]
+    assert [s for s, _ in runs.list_samples(run)] == [0, 1, 2, 4, 5, 6, 8]      # 0 and 1: the early grids
     runs.write_status(run, "interrupted", paused=True)             # as if it had died while paused
     resumed = genlab.resume(run, steps=10)
     assert resumed["step"] == 10 and not resumed["paused"] and resumed["partial_steps"] == 3   # kept
