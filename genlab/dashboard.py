@@ -543,6 +543,8 @@ def prefill_from_query(settings: Settings) -> tuple[dict, list[str]]:
 def state_label(run_dir: Path, status: dict) -> str:
     """The state as a colored badge (Streamlit markdown)."""
     state = runner.shown_state(run_dir, status)
+    if state == "running" and runs.is_paused(status):         # the process waits between steps
+        return f":orange-badge[paused at step {status.get('step', 0)}]"
     return f":{STATE_STYLES.get(state, 'gray')}-badge[{state}]"
 
 

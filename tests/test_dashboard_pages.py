@@ -323,3 +323,11 @@ def test_public_buttons_only_for_this_sessions_runs(runs_root, finished_run, mon
     assert "another visitor" in text_of(page)
     with pytest.raises(runner.RunnerError, match="another visitor"):
         runner.delete_run(runs_root / "theirs-finished", settings, owner=mine)
+
+
+def test_a_paused_run_says_so_and_can_still_be_stopped(runs_root, finished_run, live_pid):
+    run = running(finished_run, runs_root, live_pid, name="tiny-paused")
+    runs.write_status(run, "running", step=4, total_steps=6, paused=True, **runs.process_identity(live_pid))
+    at = app().run()
+    assert not at.exception
+    assert "[paused at step 4]" in text_of(at) and "stop-tiny-paused" in {b.key for b in at.button}
