@@ -465,8 +465,15 @@ def run_info(run_dir: Path) -> RunInfo:
     return RunInfo(path=run_dir, name=run_dir.name, config=read_json(run_dir / "config.json", {}) or {},
                    status=read_status(run_dir), last_metrics=metrics[-1] if metrics else {},
                    newest_sample=samples[-1][1] if samples else None,
-                   created=(run_dir / "config.json").stat().st_mtime
-                   if (run_dir / "config.json").exists() else run_dir.stat().st_mtime)
+                   created=created_time(run_dir, samples))
+
+
+def created_time(run_dir: Path, samples: list[tuple[int, Path]]) -> float:
+    """When a run was made: its first grid (written at step 0, never rewritten) or its config.json,
+    whichever is older (a resume rewrites config.json with the new total)."""
+    times = [path.stat().st_mtime for path in (run_dir / "config.json", samples[0][1] if samples else None)
+             if path is not None and path.exists()]
+    return min(times) if times else run_dir.stat().st_mtime
 
 
 def list_runs(runs_root: Path) -> list[RunInfo]:

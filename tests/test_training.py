@@ -323,3 +323,17 @@ def test_a_resumed_run_keeps_its_step_while_it_starts(tmp_path, monkeypatch):
     monkeypatch.setattr(runs, "write_status", recording)
     genlab.resume(run, steps=6)
     assert written[0] == ("starting", 4) and min(step for _, step in written) == 4
+
+
+def test_a_resume_keeps_the_run_s_creation_time(tmp_path):
+    import os
+    import genlab
+    from genlab import runs
+    from helpers import tiny_config
+    from picks import GAN_PAIR
+    run = tmp_path / "run"
+    genlab.train(tiny_config(GAN_PAIR, steps=2), run)
+    for path in (run / "config.json", *(run / "samples").iterdir()):
+        os.utime(path, (1_000_000, 1_000_000))                     # as if made long ago
+    genlab.resume(run, steps=4)
+    assert runs.run_info(run).created == 1_000_000
