@@ -126,7 +126,8 @@ def main(argv: list[str] | None = None, settings: Settings | None = None) -> Non
     yield_cpu_to_training()
     app.run(config={"server.port": args.port, "server.address": args.host, "server.headless": True,
                             "browser.gatherUsageStats": False, "server.fileWatcherType": "none",
-                            "server.runOnSave": False, "client.toolbarMode": "minimal"})
+                            "server.runOnSave": False, "client.toolbarMode": "minimal",
+                            "runner.postScriptGC": False})
 
 
 if __name__ == "__main__":
