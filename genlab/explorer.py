@@ -549,7 +549,7 @@ def build_explorer(settings: Settings | str | Path | None = None, runs_root: str
                     with gr.Group(visible=False) as knob_group:     # a model with sampling knobs only
                         steps_knob = gr.Slider(1, 100, 25, step=1, label="Sampling steps (network evaluations)",
                                                elem_id="explorer-steps")
-                        sampler_knob = gr.Dropdown(choices=[], value=None, label="Sampler", allow_custom_value=True,
+                        sampler_knob = gr.Dropdown(choices=[("default", "")], value="", label="Sampler", allow_custom_value=True,
                                                    elem_id="explorer-sampler")
                         guidance_knob = gr.Slider(0, 8, 1, step=0.1, label="Guidance w (0: the plain conditional "
                                                   "model)", elem_id="explorer-guidance")
@@ -649,10 +649,10 @@ def build_explorer(settings: Settings | str | Path | None = None, runs_root: str
                 entry = cache.get(listed) if listed else None
             except Exception as error:
                 return (f"**Cannot load** `{listed.key}`: {load_error(listed, error)}", *blank, gr.update(choices=[]),
-                        gr.update(), gr.update(visible=False), None, None, "", gr.update(), *knob_updates(None))
+                        gr.update(), gr.update(visible=False), None, None, "", *knob_updates(None), gr.update())
             if entry is None:
                 return ("No model yet: train one or add checkpoints.", *blank, gr.update(choices=[]),
-                        gr.update(), gr.update(visible=False), None, None, "", gr.update(), *knob_updates(None))
+                        gr.update(), gr.update(visible=False), None, None, "", *knob_updates(None), gr.update())
             spec = entry.spec
             low, high = L.z_range(spec)
             head = z_head_values(entry, seed_value or 0, None)
@@ -679,12 +679,12 @@ def build_explorer(settings: Settings | str | Path | None = None, runs_root: str
                     gr.update(choices=axes, value=axes[0] if axes else None),
                     gr.update(choices=["seeds"] + axes, value="seeds"),
                     gr.update(visible=hasattr(entry.model, "encode")), None, picture, timing,
-                    gr.update(value=run_active), *knob_views)
+                    *knob_views, gr.update(value=run_active))
 
         source_outputs = [info, *z_sliders, label, *cat_sliders, *cont_sliders, axis_x, axis_y, encode_tab,
-                          encoded, image, latency, auto_reload, knob_group, steps_knob, sampler_knob, guidance_knob,
-                          denoise_tab, scrub, scrub_image, scrub_caption, guidance_button, knob_sweep_image,
-                          knob_sweep_caption]
+                          encoded, image, latency, knob_group, steps_knob, sampler_knob, guidance_knob, denoise_tab,
+                          scrub, scrub_image, scrub_caption, guidance_button, knob_sweep_image, knob_sweep_caption,
+                          auto_reload]
         source.change(on_source, [source, seed], source_outputs, api_name="select_model")
 
         def on_page_load(source_value, seed_value, request: gr.Request):

@@ -156,14 +156,14 @@ STEPS_SWEEP = (1, 2, 5, 10, 25, 50)
 
 def knob_values(model, raw: dict) -> dict:
     """The keyword arguments of a HasSamplingKnobs model's `generate`/`sample` from raw control values:
-    numbers clamped to each knob's range, a missing one its default, an unknown choice a ValueError in one
+    numbers clamped to each knob's range, a missing (None or "") one its default, an unknown choice a ValueError in one
     line. A model without knobs gets {} (raw values are ignored)."""
     if not isinstance(model, HasSamplingKnobs):
         return {}
     values = {}
     for name, knob in model.sampling_knobs().items():
         value = raw.get(name)
-        if value is None:
+        if value is None or value == "":                          # not given: the model's default
             value = knob["default"]
         if "choices" in knob:
             if value not in knob["choices"]:

@@ -17,7 +17,7 @@ from helpers import tiny_config
 from picks import GAN_PAIR
 
 TRAJECTORY = sorted(name for name, cls in MODELS.items() if issubclass(cls, HasTrajectory))
-KNOB_VIEWS = 8           # the last outputs of /select_model the API shows: steps, sampler, guidance, scrubber, ...
+KNOB_VIEWS = 8           # /select_model's outputs before the last the API shows: steps, sampler, guidance, ...
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +64,7 @@ def samplers(app, name):
 @pytest.mark.parametrize("name", TRAJECTORY)
 def test_selecting_shows_the_knobs_and_the_denoising_tab(app, name):
     out = app["client"].predict(app["models"][name], 0, api_name="/select_model")
-    steps, sampler, guidance, scrub, scrub_image, caption = out[-KNOB_VIEWS:-KNOB_VIEWS + 6]
+    steps, sampler, guidance, scrub, scrub_image, caption = out[-KNOB_VIEWS - 1:-KNOB_VIEWS + 5]
     model = loaded(app, name)
     assert steps["visible"] and sampler["visible"]
     assert steps["value"] == model.config.sampling_steps and (steps["minimum"], steps["maximum"]) == (1, 100)
@@ -76,7 +76,7 @@ def test_selecting_shows_the_knobs_and_the_denoising_tab(app, name):
 
 def test_a_model_without_knobs_looks_as_before(app):
     out = app["client"].predict("checkpoints/plain", 0, api_name="/select_model")
-    steps, sampler, guidance, scrub, scrub_image = out[-KNOB_VIEWS:-KNOB_VIEWS + 5]
+    steps, sampler, guidance, scrub, scrub_image = out[-KNOB_VIEWS - 1:-KNOB_VIEWS + 4]
     assert not (steps["visible"] or sampler["visible"] or guidance["visible"]) and scrub_image is None
     from gradio_client.exceptions import AppError
     with pytest.raises(AppError, match="no sampling trajectory"):
@@ -185,3 +185,37 @@ def test_hostile_knob_values_get_one_clear_message(app, name):
             L.knob_values(model, {"guidance": float("nan")})
     assert L.knob_values(model, {"steps": 10 ** 6})["steps"] == 100          # clamped, not run
     assert isinstance(model, HasSamplingKnobs)
+
+
+# ---------------------------------------------------------------- the live view: denoising strips
+def test_a_run_with_a_trajectory_writes_a_strip_next_to_each_grid(app):
+    from genlab import runs
+    for name, source in app["models"].items():
+        run_dir = app["root"] / source
+        grids = [step for step, _ in runs.list_samples(run_dir)]
+        strips = runs.list_samples(run_dir, "strip")
+        assert grids and [step for step, _ in strips] == grids, name
+        model = loaded(app, name)
+        side, points = model.config.image_size + 2, min(8, model.config.sampling_steps + 1)
+        assert Image.open(strips[-1][1]).size == (points * side, 2 * 3 * side)      # 3 seeds: x_t over x0_hat
+
+
+def test_the_live_page_shows_the_newest_strip_of_a_trajectory_run(app, tmp_path, monkeypatch):
+    import shutil
+    from streamlit.testing.v1 import AppTest
+    root = tmp_path / "runs"
+    source = app["models"][TRAJECTORY[0]]
+    shutil.copytree(app["root"] / source, root / "denoiser")
+    for name, value in {"GENLAB_RUNS_ROOT": str(root), "GENLAB_DATA_ROOT": str(tmp_path / "data"),
+                        "GENLAB_SECRET": "test-secret", "GENLAB_PLOTLY_JS": "/genlab-assets/plotly.min.js",
+                        "GENLAB_SAMPLES_URL": "/genlab-runs"}.items():
+        monkeypatch.setenv(name, value)
+    for name in [n for n in __import__("os").environ if n.startswith("GENLAB_MAX_") or n == "GENLAB_PUBLIC"]:
+        monkeypatch.delenv(name)
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app.py"), default_timeout=60)
+    at.query_params.update({"run": "denoiser"})
+    at = at.run().switch_page("pages/2_Live_run.py").run()
+    assert not at.exception
+    [strip] = at.get("image")
+    assert "denoising strip at step 2" in str(strip.proto)
+    assert any("Denoising" in m.value for m in at.markdown)
