@@ -10,12 +10,12 @@ and move its latent. `build_explorer()` returns the Blocks; the dashboard mounts
 from __future__ import annotations
 
 import argparse
+import hashlib
 import re
 import tempfile
 import threading
 import time
 from collections import OrderedDict
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -547,10 +547,9 @@ def build_explorer(settings: Settings | str | Path | None = None, runs_root: str
                                            elem_id=f"explorer-z{i}")
                                  for i in range(MAX_Z_SLIDERS)]
                     with gr.Group(visible=False) as knob_group:     # a model with sampling knobs only
-                        steps_knob = gr.Slider(1, 100, 25, step=1, label="Sampling steps (network evaluations)",
-                                               elem_id="explorer-steps")
-                        sampler_knob = gr.Dropdown(choices=[("default", "")], value="", label="Sampler", allow_custom_value=True,
-                                                   elem_id="explorer-sampler")
+                        steps_knob = gr.Slider(1, 100, 25, step=1, label="Sampling steps", elem_id="explorer-steps")
+                        sampler_knob = gr.Dropdown(choices=[("default", "")], value="", label="Sampler",
+                                                   allow_custom_value=True, elem_id="explorer-sampler")
                         guidance_knob = gr.Slider(0, 8, 1, step=0.1, label="Guidance w (0: the plain conditional "
                                                   "model)", elem_id="explorer-guidance")
                 with gr.Column(scale=1):
