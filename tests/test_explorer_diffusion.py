@@ -219,3 +219,15 @@ def test_the_live_page_shows_the_newest_strip_of_a_trajectory_run(app, tmp_path,
     [strip] = at.get("image")
     assert "denoising strip at step 2" in str(strip.proto)
     assert any("Denoising" in m.value for m in at.markdown)
+
+
+def test_the_new_endpoints_refuse_unlisted_models_with_one_neutral_message(app):
+    from gradio_client.exceptions import AppError
+    from genlab.explorer import UNKNOWN_MODEL
+    calls = {"/trajectory": lambda v: (v, 0, *controls()), "/guidance_sweep": lambda v: (v, *controls()),
+             "/steps_sweep": lambda v: (v, *controls())}
+    for value in [str(app["root"] / app["models"][TRAJECTORY[0]]), "runs/../runs/traj0", "/etc/passwd"]:
+        for api_name, arguments in calls.items():
+            with pytest.raises(AppError) as refused:
+                app["client"].predict(*arguments(value), api_name=api_name)
+            assert str(refused.value) == UNKNOWN_MODEL, (value, api_name)
