@@ -29,10 +29,12 @@ from .settings import Settings
 REFRESH_S = 2.0                       # live views rerun this often
 NOT_PLOTTED = {"step", "epoch", "time", "images_per_s"}
 METRIC_TITLES = {"loss/d": "D loss", "loss/g": "G loss", "d/real": "D(x)", "d/fake": "D(G(z))",
-                 "r1/grad_norm": "R1 gradient norm ‖∇D(x)‖", "loss/total": "VAE negative ELBO",
+                 "r1/grad_norm": "R1 gradient norm ‖∇D(x)‖", "loss/total": "Total loss (VAE: negative ELBO)",
                  "loss/recon": "VAE reconstruction −log p(x|z)", "loss/kl": "VAE KL(q(z|x) ‖ p(z))",
                  "loss/info": "InfoGAN mutual-information loss", "info/mi_cat": "MI lower bound, categorical",
-                 "info/mi_cont": "MI lower bound, continuous", "info/cat_acc": "Q accuracy on categorical code"}
+                 "info/mi_cont": "MI lower bound, continuous", "info/cat_acc": "Q accuracy on categorical code",
+                 "loss/t_low": "Loss, t in the first third", "loss/t_mid": "Loss, t in the middle third",
+                 "loss/t_high": "Loss, t in the last third"}
 STATE_STYLES = {"starting": "orange", "running": "green", "stopping": "orange", "stopped": "blue",
                 "finished": "violet", "failed": "red", "interrupted": "red", "missing": "gray"}
 # Quick-eval metrics shown as best-so-far in the runs table: key -> (title, lower is better)

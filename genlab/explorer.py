@@ -10,12 +10,13 @@ and move its latent. `build_explorer()` returns the Blocks; the dashboard mounts
 from __future__ import annotations
 
 import argparse
+import hashlib
 import re
 import tempfile
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -24,13 +25,15 @@ import torch
 from . import latent as L
 from . import runs
 from .checkpoint import MAX_PARAMETERS, CheckpointError, load, read_raw_header, resolve
-from .models import MODELS
+from .models import MODELS, HasSamplingKnobs, HasTrajectory
 from .runs import checkpoint_path, is_active, read_status
 from .settings import Settings
 
 MAX_Z_SLIDERS = 8            # sliders over the first z dims; a seed draws the rest
 MAX_CATEGORICAL = 4          # InfoGAN's config allows up to 4 categorical codes
 MAX_CONTINUOUS = 16          # ... and up to 16 continuous ones
+KNOBS = ("steps", "sampler", "guidance")   # HasSamplingKnobs' knobs, in the order the controls carry them
+CACHE_TRAJECTORIES = 16      # sampling trajectories kept (a scrubber reads them without sampling again)
 RELOAD_EVERY_S = 10.0
 HUB_PREFIX = "hf://"
 IMAGE_SIDE = 256             # generated images are enlarged (nearest neighbour) to about this side
@@ -248,6 +251,7 @@ class Controls:
     z_head: list[float]
     cat: list[float]
     cont: list[float]
+    knobs: dict = field(default_factory=dict)       # raw sampling knob values (checked by L.knob_values)
 
     @classmethod
     def from_values(cls, values) -> "Controls":
@@ -255,8 +259,9 @@ class Controls:
         seed, label = values[0], values[1]
         z_end = 2 + MAX_Z_SLIDERS
         cat_end = z_end + MAX_CATEGORICAL
+        cont_end = cat_end + MAX_CONTINUOUS
         return cls(int(seed or 0), None if label is None else int(label), values[2:z_end],
-                   values[z_end:cat_end], values[cat_end:cat_end + MAX_CONTINUOUS])
+                   values[z_end:cat_end], values[cat_end:cont_end], dict(zip(KNOBS, values[cont_end:])))
 
     def latents(self, spec: L.LatentSpec, z_base=None) -> dict:
         n_head = min(MAX_Z_SLIDERS, L.z_sliders(spec))
@@ -288,13 +293,70 @@ def show(image: np.ndarray, side: int = IMAGE_SIDE) -> np.ndarray:
     return image[..., 0] if image.shape[-1] == 1 else image
 
 
-def render(entry: Loaded, controls: Controls, encoded=None) -> tuple[np.ndarray, str]:
-    """What one slider event does: controls -> latent -> generator -> display image, timed."""
+def knobs_of(entry: Loaded, controls: Controls) -> dict:
+    """The checked sampling knobs of a HasSamplingKnobs model ({} for others); a bad one is one gr.Error."""
+    try:
+        return L.knob_values(entry.model, controls.knobs)
+    except ValueError as error:
+        import gradio as gr
+        raise gr.Error(str(error)) from None
+
+
+class TrajectoryCache:
+    """Sampling trajectories (L.trajectory_frames) by model, latent and knobs, least recently used first out:
+    a knob change samples once, scrubbing over its steps only reads."""
+
+    def __init__(self, max_items: int = CACHE_TRAJECTORIES):
+        self.max_items = max_items
+        self._items: OrderedDict[tuple, list] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def key(entry: Loaded, latents: dict, knobs: dict) -> tuple:
+        digest = hashlib.sha256()
+        for name in sorted(latents):
+            digest.update(name.encode() + latents[name].cpu().numpy().tobytes())
+        return entry.source, entry.stamp, id(entry.model), digest.hexdigest(), tuple(sorted(knobs.items()))
+
+    def frames(self, entry: Loaded, latents: dict, knobs: dict) -> tuple[list, bool]:
+        """(frames, cached): the trajectory, sampled now unless it was kept."""
+        key = self.key(entry, latents, knobs)
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key], True
+        frames = L.trajectory_frames(entry.model, latents, knobs)
+        with self._lock:
+            self._items[key] = frames
+            while len(self._items) > self.max_items:
+                self._items.popitem(last=False)
+        return frames, False
+
+
+def render(entry: Loaded, controls: Controls, encoded=None,
+           trajectories: TrajectoryCache | None = None) -> tuple[np.ndarray, str]:
+    """What one slider event does: controls -> latent -> generator -> display image, timed. A HasTrajectory
+    model's image is its trajectory's last one, kept in `trajectories` for the scrubber."""
     start = time.perf_counter()
     latents = controls.latents(entry.spec, encoded)
-    image = show(L.generate_images(entry.model, latents)[0])
+    knobs = knobs_of(entry, controls)
+    if trajectories is not None and isinstance(entry.model, HasTrajectory):
+        frames, _ = trajectories.frames(entry, latents, knobs)
+        picture = frames[-1][1]
+    else:
+        picture = L.generate_images(entry.model, latents, knobs)[0]
+    image = show(picture)
     ms = (time.perf_counter() - start) * 1000
     return image, f"server time {ms:.1f} ms (latents, generator, conversion)"
+
+
+def trajectory_view(frames: list, position) -> tuple[np.ndarray, str]:
+    """Step `position` (clamped) of a trajectory: x_t left of the predicted x0_hat, and a caption."""
+    index = min(max(int(position), 0), len(frames) - 1)
+    level, x_t, x0 = frames[index]
+    pair = L.make_grid(np.stack([x_t, x0]), ncol=2)
+    return show(pair, 2 * IMAGE_SIDE), (f"step {index} of {len(frames) - 1}, noise level {level:.3f}: "
+                                        f"x_t (left), predicted x0 (right)")
 
 
 # ---------------------------------------------------------------- the Gradio app
@@ -382,6 +444,7 @@ def build_explorer(settings: Settings | str | Path | None = None, runs_root: str
     catalog = Catalog(settings)
     max_parameters = settings.limits.max_parameters if settings.public else MAX_PARAMETERS
     cache = ModelCache(cache_models, cache_bytes, max_parameters or MAX_PARAMETERS)
+    trajectories = TrajectoryCache()
     gif_dir = Path(tempfile.mkdtemp(prefix="genlab-gifs-"))
     examples_dir = catalog.checkpoints_dir / "examples"
     example_images = sorted(str(p) for p in examples_dir.glob("*.png")) if examples_dir.is_dir() else []
@@ -483,6 +546,12 @@ def build_explorer(settings: Settings | str | Path | None = None, runs_root: str
                     z_sliders = [gr.Slider(-3, 3, 0, step=0.05, label=f"z[{i}]", visible=False,
                                            elem_id=f"explorer-z{i}")
                                  for i in range(MAX_Z_SLIDERS)]
+                    with gr.Group(visible=False) as knob_group:     # a model with sampling knobs only
+                        steps_knob = gr.Slider(1, 100, 25, step=1, label="Sampling steps", elem_id="explorer-steps")
+                        sampler_knob = gr.Dropdown(choices=[("default", "")], value="", label="Sampler",
+                                                   allow_custom_value=True, elem_id="explorer-sampler")
+                        guidance_knob = gr.Slider(0, 8, 1, step=0.1, label="Guidance w (0: the plain conditional "
+                                                  "model)", elem_id="explorer-guidance")
                 with gr.Column(scale=1):
                     image = gr.Image(label="Generated", format="png", interactive=False, height=IMAGE_SIDE,
                                      elem_id="explorer-image")
@@ -510,6 +579,20 @@ def build_explorer(settings: Settings | str | Path | None = None, runs_root: str
                 gif_preview = gr.Image(label="GIF", type="filepath", interactive=False, height=IMAGE_SIDE)
             gif_button = gr.Button("Export GIF")
             gif_file = gr.File(label="GIF file")
+        with gr.Tab("Denoising", visible=False) as denoise_tab:
+            gr.Markdown("The sampler's path from the seed's noise to the image, with the Sliders tab's class "
+                        "and knobs: the state x_t and the model's prediction of the final image at each step. "
+                        "The sweeps keep the noise and change one knob per column.")
+            scrub = gr.Slider(0, 100, 0, step=1, label="Sampling step (0 = pure noise)", elem_id="explorer-scrub")
+            scrub_image = gr.Image(label="x_t | predicted x0", format="png", interactive=False,
+                                   elem_id="explorer-trajectory")
+            scrub_caption = gr.Markdown()
+            with gr.Row():
+                guidance_button = gr.Button("Guidance sweep (w = " + ", ".join(f"{w:g}" for w in L.GUIDANCE_SWEEP)
+                                            + ")")
+                steps_button = gr.Button("Steps sweep (" + ", ".join(map(str, L.STEPS_SWEEP)) + " steps)")
+            knob_sweep_image = gr.Image(label="Sweep", format="png", interactive=False)
+            knob_sweep_caption = gr.Markdown()
         with gr.Tab("Encode", visible=False) as encode_tab:
             gr.Markdown("Upload or pick an image; the encoder's mean latent is put on the sliders "
                         "(a bright background is inverted to match MNIST). Then move its latent on "
@@ -524,7 +607,37 @@ def build_explorer(settings: Settings | str | Path | None = None, runs_root: str
                                       label="Test images", type="index", samples_per_page=len(example_images))
             encode_button = gr.Button("Encode")
 
-        controls = [seed, label, *z_sliders, *cat_sliders, *cont_sliders]
+        controls = [seed, label, *z_sliders, *cat_sliders, *cont_sliders, steps_knob, sampler_knob, guidance_knob]
+
+        def knob_updates(entry: Loaded | None) -> list:
+            """Knob controls and the Denoising tab for a model by its capabilities; hidden for others."""
+            model = entry.model if entry is not None else None
+            knobs = model.sampling_knobs() if isinstance(model, HasSamplingKnobs) else {}
+            steps = knobs.get("steps", {"low": 1, "high": 100, "default": 25})
+            sampler = knobs.get("sampler", {"choices": (), "default": None})
+            guidance = knobs.get("guidance", {"low": 0, "high": 8, "default": 1.0})
+            steps_value = min(max(steps["default"], steps["low"]), steps["high"])
+            return [gr.update(visible=bool(knobs)),
+                    gr.update(visible="steps" in knobs, minimum=steps["low"], maximum=steps["high"],
+                              value=steps_value),
+                    gr.update(visible="sampler" in knobs, choices=list(sampler["choices"]), value=sampler["default"]),
+                    gr.update(visible="guidance" in knobs, minimum=guidance["low"], maximum=guidance["high"],
+                              value=min(max(guidance["default"], guidance["low"]), guidance["high"])),
+                    gr.update(visible=isinstance(model, HasTrajectory)),
+                    gr.update(maximum=steps_value, value=steps_value), None, "",
+                    gr.update(visible="guidance" in knobs), None, ""]
+
+        def default_knobs(entry: Loaded) -> dict:
+            model = entry.model
+            return ({name: knob["default"] for name, knob in model.sampling_knobs().items()}
+                    if isinstance(model, HasSamplingKnobs) else {})
+
+        def trajectory_of(entry: Loaded, given: Controls, encoded_value=None) -> list | None:
+            """The cached trajectory of the current controls (sampled once), None for a model without one."""
+            if not isinstance(entry.model, HasTrajectory):
+                return None
+            latents = given.latents(entry.spec, encoded_of(entry, encoded_value))
+            return trajectories.frames(entry, latents, knobs_of(entry, given))[0]
 
         # ---- handlers: each looks the model up in the cache (no reload per event)
         def on_source(source_value, seed_value):
@@ -535,10 +648,10 @@ def build_explorer(settings: Settings | str | Path | None = None, runs_root: str
                 entry = cache.get(listed) if listed else None
             except Exception as error:
                 return (f"**Cannot load** `{listed.key}`: {load_error(listed, error)}", *blank, gr.update(choices=[]),
-                        gr.update(), gr.update(visible=False), None, None, "", gr.update())
+                        gr.update(), gr.update(visible=False), None, None, "", *knob_updates(None), gr.update())
             if entry is None:
                 return ("No model yet: train one or add checkpoints.", *blank, gr.update(choices=[]),
-                        gr.update(), gr.update(visible=False), None, None, "", gr.update())
+                        gr.update(), gr.update(visible=False), None, None, "", *knob_updates(None), gr.update())
             spec = entry.spec
             low, high = L.z_range(spec)
             head = z_head_values(entry, seed_value or 0, None)
@@ -553,17 +666,24 @@ def build_explorer(settings: Settings | str | Path | None = None, runs_root: str
             cont_updates = [gr.update(visible=i < spec.continuous, minimum=c_low, maximum=c_high, value=0.0)
                             for i in range(MAX_CONTINUOUS)]
             axes = [a.name for a in L.sweep_axes(spec, MAX_Z_SLIDERS)]
-            values = Controls(int(seed_value or 0), 0, head, [0] * MAX_CATEGORICAL, [0.0] * MAX_CONTINUOUS)
-            picture, timing = render(entry, values, None)
+            values = Controls(int(seed_value or 0), 0, head, [0] * MAX_CATEGORICAL, [0.0] * MAX_CONTINUOUS,
+                              default_knobs(entry))
+            picture, timing = render(entry, values, None, trajectories)
             run_active = listed.path is not None and listed.path.is_dir() and is_active(read_status(listed.path))
+            knob_views = knob_updates(entry)
+            frames = trajectory_of(entry, values)
+            if frames is not None:
+                knob_views[6:8] = trajectory_view(frames, len(frames) - 1)
             return (describe(entry), *z_updates, label_update, *cat_updates, *cont_updates,
                     gr.update(choices=axes, value=axes[0] if axes else None),
                     gr.update(choices=["seeds"] + axes, value="seeds"),
                     gr.update(visible=hasattr(entry.model, "encode")), None, picture, timing,
-                    gr.update(value=run_active))
+                    *knob_views, gr.update(value=run_active))
 
         source_outputs = [info, *z_sliders, label, *cat_sliders, *cont_sliders, axis_x, axis_y, encode_tab,
-                          encoded, image, latency, auto_reload]
+                          encoded, image, latency, knob_group, steps_knob, sampler_knob, guidance_knob, denoise_tab,
+                          scrub, scrub_image, scrub_caption, guidance_button, knob_sweep_image, knob_sweep_caption,
+                          auto_reload]
         source.change(on_source, [source, seed], source_outputs, api_name="select_model")
 
         def on_page_load(source_value, seed_value, request: gr.Request):
@@ -583,28 +703,81 @@ def build_explorer(settings: Settings | str | Path | None = None, runs_root: str
         def generate(source_value, encoded_value, *values):
             """Slider event -> image: compose the latent and run the generator once."""
             entry = entry_or_error(source_value)
-            return render(entry, controls_of(values), encoded_of(entry, encoded_value))
+            return render(entry, controls_of(values), encoded_of(entry, encoded_value), trajectories)
 
-        gr.on([c.input for c in (label, *z_sliders, *cat_sliders, *cont_sliders)], generate,
+        def on_trajectory(source_value, encoded_value, position, *values):
+            """The scrubber: one step of the current controls' trajectory (sampled once per knob change)."""
+            entry = entry_or_error(source_value)
+            start = time.perf_counter()
+            frames = trajectory_of(entry, controls_of(values), encoded_value)
+            if frames is None:
+                raise gr.Error("This model has no sampling trajectory; pick a diffusion or flow model.")
+            picture, caption = trajectory_view(frames, number(position, 0, 10 ** 6))
+            return picture, f"{caption}; server time {(time.perf_counter() - start) * 1000:.1f} ms"
+
+        def follow_trajectory(source_value, encoded_value, position, *values):
+            """After the image changed: the scrubber's range and view follow (the trajectory is cached)."""
+            entry = entry_or_error(source_value)
+            if not isinstance(entry.model, HasTrajectory):
+                return gr.update(), gr.update(), gr.update()
+            frames = trajectory_of(entry, controls_of(values), encoded_value)
+            last = len(frames) - 1
+            position = min(number(position, 0, 10 ** 6), last)
+            return (gr.update(maximum=last, value=position),
+                    *on_trajectory(source_value, encoded_value, position, *values))
+
+        scrub.input(on_trajectory, [source, encoded, scrub, *controls], [scrub_image, scrub_caption],
+                    api_name="trajectory", trigger_mode="always_last", show_progress="hidden")
+        follow = dict(fn=follow_trajectory, inputs=[source, encoded, scrub, *controls],
+                      outputs=[scrub, scrub_image, scrub_caption], api_visibility="private", show_progress="hidden")
+
+        gr.on([c.input for c in (label, *z_sliders, *cat_sliders, *cont_sliders, steps_knob, sampler_knob,
+                                 guidance_knob)], generate,
               [source, encoded, *controls], [image, latency], api_name="generate", trigger_mode="always_last",
-              show_progress="hidden")
+              show_progress="hidden").then(**follow)
+
+        def knob_sweep(source_value, name: str, values_swept, *values):
+            entry = entry_or_error(source_value)
+            given = controls_of(values)
+            knobs = knobs_of(entry, given)
+            if name not in knobs:
+                raise gr.Error(f"This model has no {name} knob.")
+            start = time.perf_counter()
+            grid = L.knob_sweep(entry.model, given.latents(entry.spec), knobs, name, values_swept)
+            caption = (f"columns: {name} = {', '.join(f'{v:g}' for v in values_swept)}; "
+                       f"server time {(time.perf_counter() - start) * 1000:.0f} ms")
+            return show(grid, GRID_SIDE), caption
+
+        def on_guidance_sweep(source_value, *values):
+            """The same noise and class at guidance w = 0, 1, 2, 4, 8."""
+            return knob_sweep(source_value, "guidance", L.GUIDANCE_SWEEP, *values)
+
+        def on_steps_sweep(source_value, *values):
+            """The same noise at 1, 2, 5, 10, 25 and 50 sampling steps."""
+            return knob_sweep(source_value, "steps", L.STEPS_SWEEP, *values)
+
+        guidance_button.click(on_guidance_sweep, [source, *controls], [knob_sweep_image, knob_sweep_caption],
+                              api_name="guidance_sweep")
+        steps_button.click(on_steps_sweep, [source, *controls], [knob_sweep_image, knob_sweep_caption],
+                           api_name="steps_sweep")
 
         def on_seed(source_value, *values):
             """A new seed: its first z dims go onto the sliders, and the image follows."""
             entry = entry_or_error(source_value)
             given = controls_of(values)
             given.z_head = z_head_values(entry, given.seed, None)
-            return (None, *given.z_head, *render(entry, given, None))
+            return (None, *given.z_head, *render(entry, given, None, trajectories))
 
         seed_outputs = [encoded, *z_sliders, image, latency]
-        seed.submit(on_seed, [source, *controls], seed_outputs, api_name="set_seed", show_progress="hidden")
+        seed.submit(on_seed, [source, *controls], seed_outputs, api_name="set_seed", show_progress="hidden") \
+            .then(**follow)
 
         def on_randomize(source_value, *values):
             new_seed = int(np.random.default_rng().integers(0, 2**31 - 1))
             return (new_seed, *on_seed(source_value, new_seed, *values[1:]))
 
         randomize.click(on_randomize, [source, *controls], [seed, *seed_outputs], api_name="randomize",
-                        show_progress="hidden")
+                        show_progress="hidden").then(**follow)
 
         def on_reload(source_value, encoded_value, *values):
             """Reread a run's newest checkpoint if it changed; redraw the image."""
@@ -615,7 +788,7 @@ def build_explorer(settings: Settings | str | Path | None = None, runs_root: str
                 entry, changed = cache.reload(listed)
             except Exception as error:
                 return f"**Cannot reload** `{listed.key}`: {load_error(listed, error)}", gr.update(), gr.update()
-            picture, timing = render(entry, controls_of(values), encoded_of(entry, encoded_value))
+            picture, timing = render(entry, controls_of(values), encoded_of(entry, encoded_value), trajectories)
             note = " (reloaded)" if changed else " (unchanged)"
             return describe(entry) + note, picture, timing
 
@@ -657,7 +830,7 @@ def build_explorer(settings: Settings | str | Path | None = None, runs_root: str
                 for r in range(1, rows if axis_2 is None else 1):
                     other = Controls(given.seed + r, given.label, [], given.cat, given.cont)
                     base.append(other.latents(entry.spec))
-                grid = L.sweep_grid(entry.model, base, axis_1, steps, axis_2)
+                grid = L.sweep_grid(entry.model, base, axis_1, steps, axis_2, knobs_of(entry, given))
             except ValueError as error:
                 raise gr.Error(str(error)) from None
             return show(grid, GRID_SIDE)
@@ -681,7 +854,7 @@ def build_explorer(settings: Settings | str | Path | None = None, runs_root: str
             start = Controls(a, given.label, [], given.cat, given.cont).latents(entry.spec)
             end_z = L.prior_latents(entry.spec, b)["z"]
             start["z"] = L.slerp(start["z"], end_z, number(position, 0.0, 1.0, float))
-            return show(L.generate_images(entry.model, start)[0])
+            return show(L.generate_images(entry.model, start, knobs_of(entry, given))[0])
 
         frame_inputs = [source, seed_a, seed_b, frames, frame, *controls]
         gr.on([frame.input, seed_a.submit, seed_b.submit], on_frame, frame_inputs, [frame_image],
@@ -690,9 +863,10 @@ def build_explorer(settings: Settings | str | Path | None = None, runs_root: str
         def on_gif(source_value, a, b, count, *values):
             """All frames of the slerp path as an animated GIF (forth and back)."""
             entry = entry_or_error(source_value)
-            (a, b), count = seeds_of(a, b), number(count, 4, 48)
-            batch = interpolation(entry, a, b, count, controls_of(values))
-            pictures = np.stack([L.upscale(f, 112) for f in L.generate_images(entry.model, batch)])
+            (a, b), count, given = seeds_of(a, b), number(count, 4, 48), controls_of(values)
+            batch = interpolation(entry, a, b, count, given)
+            images = L.generate_images(entry.model, batch, knobs_of(entry, given))
+            pictures = np.stack([L.upscale(f, 112) for f in images])
             prune_files(gif_dir, GIF_KEEP - 1)
             path = gif_dir / f"slerp-{a}-{b}-{count}-{time.time_ns()}.gif"
             path.write_bytes(L.encode_gif(pictures))

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .models.base import LatentSpec, sample_prior
+from .models.base import HasSamplingKnobs, LatentSpec, sample_prior
 
 Z_SPAN_NORMAL = 3.0          # sliders over a N(0, 1) coordinate cover [-3, 3]
 
@@ -142,10 +142,60 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
 
 
 @torch.inference_mode()
-def generate_images(model, latents: dict) -> np.ndarray:
-    """The model's images for a batch of latents, (B, H, W, C) uint8."""
+def generate_images(model, latents: dict, knobs: dict | None = None) -> np.ndarray:
+    """The model's images for a batch of latents, (B, H, W, C) uint8; `knobs` are its sampling knobs
+    (steps, sampler, guidance: see `knob_values`), for a model that has them."""
     device = model.device
-    return to_uint8(model.generate(**{k: v.to(device) for k, v in latents.items()}))
+    return to_uint8(model.generate(**{k: v.to(device) for k, v in latents.items()}, **(knobs or {})))
+
+
+# ---------------------------------------------------------------- sampling knobs and trajectories
+GUIDANCE_SWEEP = (0.0, 1.0, 2.0, 4.0, 8.0)
+STEPS_SWEEP = (1, 2, 5, 10, 25, 50)
+
+
+def knob_values(model, raw: dict) -> dict:
+    """The keyword arguments of a HasSamplingKnobs model's `generate`/`sample` from raw control values:
+    numbers clamped to each knob's range, a missing (None or "") one its default, an unknown choice a ValueError in one
+    line. A model without knobs gets {} (raw values are ignored)."""
+    if not isinstance(model, HasSamplingKnobs):
+        return {}
+    values = {}
+    for name, knob in model.sampling_knobs().items():
+        value = raw.get(name)
+        if value is None or value == "":                          # not given: the model's default
+            value = knob["default"]
+        if "choices" in knob:
+            if value not in knob["choices"]:
+                raise ValueError(f"{name} must be one of {', '.join(map(str, knob['choices']))}")
+            values[name] = value
+            continue
+        try:
+            value = knob["type"](float(value)) if knob["type"] is int else knob["type"](value)
+        except (TypeError, ValueError, OverflowError):
+            raise ValueError(f"{name} must be a number between {knob['low']} and {knob['high']}") from None
+        if not math.isfinite(value):
+            raise ValueError(f"{name} must be a number between {knob['low']} and {knob['high']}")
+        values[name] = min(max(value, knob["low"]), knob["high"])
+    return values
+
+
+@torch.inference_mode()
+def trajectory_frames(model, latents: dict, knobs: dict) -> list[tuple[float, np.ndarray, np.ndarray]]:
+    """A HasTrajectory model's path from a batch-of-1 latent's noise: per sampling step (noise level, x_t,
+    predicted x0_hat) as uint8 (H, W, C), then (0.0, image, image). A stochastic sampler draws its noise
+    from a fixed seed, as `generate` does, so the last image is `generate_images(model, latents, knobs)[0]`."""
+    device = model.device
+    y = latents["y"].to(device) if "y" in latents else None
+    rng = torch.Generator(device=device).manual_seed(0)
+    path = model.trajectory(1, rng, y, noise=latents["z"].to(device), **knobs)
+    return [(float(level), to_uint8(x_t)[0], to_uint8(x0)[0]) for level, x_t, x0 in path]
+
+
+def knob_sweep(model, latents: dict, knobs: dict, name: str, values) -> np.ndarray:
+    """One row of images from the same latent (the same noise), one column per value of knob `name`."""
+    images = [generate_images(model, latents, dict(knobs, **{name: value})) for value in values]
+    return make_grid(np.concatenate(images), ncol=len(images))
 
 
 def upscale(image: np.ndarray, size: int = 256) -> np.ndarray:
@@ -166,7 +216,8 @@ def make_grid(images: np.ndarray, ncol: int, padding: int = 2, fill: int = 0) ->
     return grid
 
 
-def sweep_grid(model, base: list[dict], axis_x: Axis, steps: int, axis_y: Axis | None = None) -> np.ndarray:
+def sweep_grid(model, base: list[dict], axis_x: Axis, steps: int, axis_y: Axis | None = None,
+               knobs: dict | None = None) -> np.ndarray:
     """A grid of images moving one axis along columns; rows move a second axis (e.g. InfoGAN's
     c1 x c2) or, without one, are the batch-of-1 latents in `base` (several seeds)."""
     spec = model.latent_spec()
@@ -189,7 +240,7 @@ def sweep_grid(model, base: list[dict], axis_x: Axis, steps: int, axis_y: Axis |
             for col, value in enumerate(xs):
                 set_axis_row(row, col, axis_x, value)
             rows.append(row)
-    return make_grid(generate_images(model, concat_latents(rows)), ncol=len(xs))
+    return make_grid(generate_images(model, concat_latents(rows), knobs), ncol=len(xs))
 
 
 def set_axis_row(latents: dict, row: int, axis: Axis, value: float) -> None:

@@ -409,11 +409,25 @@ def live_run(run_dir: Path, overlay: list[Path], view: View, settings: Settings,
                 (" · one slider for all runs: drag it, ←/→, or Play" if served() else ""))
     grids([(p, colors[p]) for p in shown], view.step, key=f"grids-{run_dir.name}",
           query={"run": run_dir.name, "overlay": ",".join(p.name for p in overlay) or None})
+    denoising_strip(run_dir)
     compare_and_export(run_dir, overlay)
     st.markdown("**Curves** · every metric the model logs, one colour per run")
     if not dashboard.live_curves(dashboard.metrics_signature(shown), key=f"curves-{run_dir.name}",
                                  smoothing=view.smoothing, log_y=view.log_y):
         st.info("No metrics yet: the first line is written after `log_every` steps.")
+
+
+def denoising_strip(run_dir: Path) -> None:
+    """The newest denoising strip of a run whose model has a sampling trajectory (nothing for other runs):
+    refreshed with the page, not moved by the grids' step slider."""
+    strips = runs.list_samples(run_dir, "strip")
+    if not strips:
+        return
+    step, path = strips[-1]
+    st.markdown(f"**Denoising** at step {step} · from noise (left) to the image (right), a few sampling steps; "
+                "per seed the state x_t above the model's prediction of the final image")
+    column, _ = st.columns([2, 1])
+    column.image(str(path), caption=f"{run_dir.name}: denoising strip at step {step}", width="stretch")
 
 
 def compare_and_export(run_dir: Path, overlay: list[Path]) -> None:

@@ -80,6 +80,11 @@ def sample_path(run_dir: Path, step: int) -> Path:
     return Path(run_dir) / "samples" / f"step_{step:06d}.png"
 
 
+def strip_path(run_dir: Path, step: int) -> Path:
+    """The denoising strip of a model with a sampling trajectory, written next to the grid of the same step."""
+    return Path(run_dir) / "samples" / f"strip_{step:06d}.png"
+
+
 def checkpoint_path(run_dir: Path) -> Path:
     return Path(run_dir) / "checkpoints" / "latest.safetensors"
 
@@ -432,12 +437,15 @@ def truncate_after(run_dir: Path, step: int) -> None:
     for png in (run_dir / "samples").glob("step_*.png"):
         if int(png.stem.split("_")[1]) > step:
             png.unlink()
+    for step_seen, png in list_samples(run_dir, "strip"):
+        if step_seen > step:
+            png.unlink()
 
 
-def list_samples(run_dir: Path) -> list[tuple[int, Path]]:
-    """(step, path) of every sample grid, oldest first."""
+def list_samples(run_dir: Path, kind: str = "step") -> list[tuple[int, Path]]:
+    """(step, path) of every sample grid (kind "step"), or denoising strip ("strip"), oldest first."""
     found = []
-    for png in (Path(run_dir) / "samples").glob("step_*.png"):
+    for png in (Path(run_dir) / "samples").glob(f"{kind}_*.png"):
         try:
             found.append((int(png.stem.split("_")[1]), png))
         except ValueError:

@@ -178,10 +178,12 @@ class DenoisingModel(GenerativeModel):
                           num_classes=c.num_classes if self.conditional else 0)
 
     @torch.no_grad()
-    def generate(self, z: Tensor, y: Tensor | None = None, **_) -> Tensor:
-        """Images in [-1, 1] from the starting noise z (n, C, H, W) with the config's knobs; a function of
-        (z, y): a stochastic sampler (ancestral, ddim with eta > 0) draws its noise from a fixed seed."""
-        steps, guidance, sampler = self.resolve(None, None, None)
+    def generate(self, z: Tensor, y: Tensor | None = None, *, steps: int | None = None,
+                 guidance: float | None = None, sampler: str | None = None, **_) -> Tensor:
+        """Images in [-1, 1] from the starting noise z (n, C, H, W) with the knobs (default: the config's); a
+        function of (z, y, knobs): a stochastic sampler (ancestral, ddim with eta > 0) draws its noise from a
+        fixed seed."""
+        steps, guidance, sampler = self.resolve(steps, guidance, sampler)
         noise, y = self.start(z.shape[0], None, y, noise=z.to(self.device))
         rng = torch.Generator(device=self.device).manual_seed(0)
         images, _ = self.integrate(noise, y, steps, guidance, sampler, rng, record=False)

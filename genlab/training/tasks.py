@@ -12,6 +12,7 @@ from typing import Callable
 import torch
 
 from .. import runs
+from ..models import HasSamplingKnobs, HasTrajectory
 from . import distributed
 from .meter import Meter
 from .plan import Plan
@@ -20,6 +21,7 @@ from .state import TrainState
 Evaluator = Callable[[torch.nn.Module], dict]          # model -> {"eval/name": number}
 OnEvent = Callable[[str, dict], None]
 PROGRESS_EVERY_S = 1.0                                 # the step in status.json between log steps, at most this often
+STRIP_STEPS = 10                                       # sampling steps of the live denoising strip (few: cheap)
 
 
 def save_grid(model, rng: torch.Generator, path: Path) -> None:
@@ -35,6 +37,24 @@ def save_grid(model, rng: torch.Generator, path: Path) -> None:
     buffer = io.BytesIO()
     save_image(images.float().cpu(), buffer, format="png", nrow=nrow, normalize=True, value_range=(-1, 1),
                padding=2)
+    runs.atomic_write_bytes(path, buffer.getvalue())
+
+
+def save_strip(model, rng: torch.Generator, path: Path) -> None:
+    """A PNG of a HasTrajectory model's `denoising_strip(rng)` (x_t above x0_hat per seed, noise to image) at
+    STRIP_STEPS sampling steps (fewer if its steps knob says so), in eval mode, written atomically."""
+    from torchvision.utils import save_image
+    knobs = model.sampling_knobs() if isinstance(model, HasSamplingKnobs) else {}
+    steps = {"steps": min(STRIP_STEPS, knobs["steps"]["default"])} if "steps" in knobs else {}
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            strip = model.denoising_strip(rng, **steps)                # (C, H', W') in [-1, 1]
+    finally:
+        model.train(was_training)
+    buffer = io.BytesIO()
+    save_image(strip.float().cpu(), buffer, format="png", normalize=True, value_range=(-1, 1))
     runs.atomic_write_bytes(path, buffer.getvalue())
 
 
@@ -82,6 +102,9 @@ class Tasks:
             return
         path = runs.sample_path(self.run_dir, state.step)
         save_grid(self.model, torch.Generator(self.model.device).manual_seed(self.grid_seed), path)
+        if isinstance(self.model, HasTrajectory):            # its own generator: the training stream is untouched
+            save_strip(self.model, torch.Generator(self.model.device).manual_seed(self.grid_seed),
+                       runs.strip_path(self.run_dir, state.step))
         self.on_event("sample", {"step": state.step, "path": str(path)})
 
     def progress(self, state: TrainState, meter: Meter | None = None) -> None:
