@@ -113,7 +113,7 @@ def test_train_streams_curves_and_grids_then_explores_and_downloads(space):
     assert GAN_PAIR in info and f"step {settings.limits.max_steps}" in info
     from genlab.explorer import MAX_CATEGORICAL, MAX_CONTINUOUS, MAX_Z_SLIDERS
     zeros = [0] * (MAX_Z_SLIDERS + MAX_CATEGORICAL + MAX_CONTINUOUS)
-    image, timing = client.predict(f"runs/{run}", None, 0, 0, *zeros, api_name="/generate")
+    image, timing = client.predict(f"runs/{run}", 0, 0, *zeros, api_name="/generate")   # source, seed, class, ...
     assert np.asarray(Image.open(image)).std() > 0 and "ms" in timing
 
 
