@@ -337,3 +337,34 @@ def test_a_resume_keeps_the_run_s_creation_time(tmp_path):
         os.utime(path, (1_000_000, 1_000_000))                     # as if made long ago
     genlab.resume(run, steps=4)
     assert runs.run_info(run).created == 1_000_000
+
+
+SIGTERM_AFTER_THE_LOOP = """
+import os, signal, sys
+sys.path.insert(0, {tests!r})
+import genlab
+from helpers import tiny_config
+from picks import GAN_PAIR
+asked = []
+def should_stop():                       # the STOP file's path: the loop ends at step 2 ...
+    asked.append(1)
+    return len(asked) > 2
+def on_event(kind, payload):             # ... and the Stop's SIGTERM arrives during the final checkpoint
+    if kind == "checkpoint" and payload["step"] == 2:
+        os.kill(os.getpid(), signal.SIGTERM)
+status = genlab.train(tiny_config(GAN_PAIR, steps=8, checkpoint_every=100), {run!r}, should_stop=should_stop,
+                      on_event=on_event)
+print(status["state"], status["step"])
+"""
+
+
+def test_a_sigterm_after_the_loop_ended_still_lets_the_run_save_and_say_stopped(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+    from genlab import runs
+    script = SIGTERM_AFTER_THE_LOOP.format(tests=str(Path(__file__).parent), run=str(tmp_path / "run"))
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["stopped", "2"]
+    assert runs.read_status(tmp_path / "run")["state"] == "stopped"

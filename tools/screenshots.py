@@ -4,7 +4,7 @@
 
 Starts `genlab serve` on a fresh runs root, starts a DCGAN and a VAE run on MNIST, pauses the DCGAN
 after a few hundred steps and takes a G-only manual step, then shoots the Live page (paused, the VAE
-overlaid for comparison) and the latent explorer (the shipped cGAN, then the paused run); stops both
+overlaid; then scrolled to both runs' grids and their config differences) and the latent explorer (the shipped cGAN, then the paused run); stops both
 runs at the end. Needs Debian's chromium and Playwright.
 """
 from __future__ import annotations
@@ -73,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
                 page = browser.new_page(viewport={"width": width, "height": height})
                 shoot(page, f"{url}/Live_run?run={gan.name}&overlay={vae.name}", "Step by step",
                       args.out / f"live-paused-{width}x{height}.png")
+                shoot(page, f"{url}/Live_run?run={gan.name}&overlay={vae.name}", "Config differences",
+                      args.out / f"compare-{width}x{height}.png", expand="Config differences", scroll_to="Sample grids")
                 shoot(page, f"{url}/explorer/?model=checkpoints/mnist-cgan", "Seed",
                       args.out / f"explorer-{width}x{height}.png", settle=4)
                 page.close()
@@ -86,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"could not stop {run_dir.name}: {error}", file=sys.stderr)
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
-    for path in sorted(args.out.glob("*-paused-*.png")) + sorted(args.out.glob("explorer-*.png")):
+    for path in [args.out / f"{kind}-{w}x{h}.png" for kind in ("live-paused", "compare", "explorer") for w, h in SIZES]:
         print(f"{path}  {path.stat().st_size / 1024:.0f} KB")
     return 0
 
@@ -112,11 +114,19 @@ def _healthy(url: str) -> bool:
         return False
 
 
-def shoot(page, address: str, waiting_for: str, path: Path, settle: float = 6) -> None:
-    """Open `address`, wait until `waiting_for` is on the page and the grids have loaded, save a PNG."""
+def shoot(page, address: str, waiting_for: str, path: Path, settle: float = 6, expand: str | None = None,
+          scroll_to: str | None = None) -> None:
+    """Open `address`, wait until `waiting_for` is on the page and the grids have loaded, open the
+    expander `expand`, scroll `scroll_to` to the top, save a PNG."""
     page.goto(address)
     page.get_by_text(waiting_for).first.wait_for(timeout=90_000)
     time.sleep(settle)
+    if expand:
+        page.get_by_text(expand).first.click()
+        time.sleep(1)
+    if scroll_to:
+        page.get_by_text(scroll_to).first.evaluate("e => e.scrollIntoView({block: 'start'})")
+        time.sleep(1)
     page.screenshot(path=str(path))
 
 

@@ -141,21 +141,23 @@ def _run(config, tc: TrainConfig, data, device, bf16: bool, prepared: PreparedRu
     batches = data.batcher(tc.batch_size, rng, memory_format)
     meter = Meter(images_per_step=tc.batch_size * group.world_size)
     state.started = time.time()
-    if main:
-        runs.write_status(run_dir, "running", step=state.step, total_steps=tc.steps)
-    on_event("start", {"step": state.step, "total_steps": tc.steps, "device": str(device),
-                       "num_parameters": sum(p.numel() for p in model.parameters()),
-                       "world_size": group.world_size})
-    tasks.start(state)                                           # the step-0 grid of a new run
+    # SIGINT / SIGTERM only set a flag from "running" until the final status is written: a Stop sends
+    # both the STOP file and SIGTERM, and the file may end the loop before the signal arrives.
     with Stopper(run_dir, should_stop, group, device, tc.log_every) as stop:
+        if main:
+            runs.write_status(run_dir, "running", step=state.step, total_steps=tc.steps)
+        on_event("start", {"step": state.step, "total_steps": tc.steps, "device": str(device),
+                           "num_parameters": sum(p.numel() for p in model.parameters()),
+                           "world_size": group.world_size})
+        tasks.start(state)                                       # the step-0 grid of a new run
         loop.run(model, batches, state, plan, stop, tasks, meter, group)
-    ended = "finished" if state.step >= tc.steps else "stopped"
-    if not main:
-        return {"state": ended, "step": state.step, "stop_reason": stop.reason, "rank": group.rank}
-    if not runs.sample_path(run_dir, state.step).exists():
-        tasks.sample(state)
-    tasks.checkpoint(state)
-    runs.clear_stop(run_dir)
-    status = runs.write_status(run_dir, ended, step=state.step, stop_reason=stop.reason, finished=time.time())
+        ended = "finished" if state.step >= tc.steps else "stopped"
+        if not main:
+            return {"state": ended, "step": state.step, "stop_reason": stop.reason, "rank": group.rank}
+        if not runs.sample_path(run_dir, state.step).exists():
+            tasks.sample(state)
+        tasks.checkpoint(state)
+        runs.clear_stop(run_dir)
+        status = runs.write_status(run_dir, ended, step=state.step, stop_reason=stop.reason, finished=time.time())
     on_event("end", status)
     return status
