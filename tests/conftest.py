@@ -24,3 +24,30 @@ def mnist_data_root() -> Path:
     if root is None:
         pytest.skip("real MNIST not found at ../shared/data/MNIST/raw")
     return root
+
+
+@pytest.fixture
+def runs_root(tmp_path, monkeypatch) -> Path:
+    """An empty runs root the pages read (GENLAB_RUNS_ROOT), a data root beside it, no public caps."""
+    root = tmp_path / "runs"
+    root.mkdir()
+    monkeypatch.setenv("GENLAB_RUNS_ROOT", str(root))
+    monkeypatch.setenv("GENLAB_DATA_ROOT", str(tmp_path / "data"))
+    monkeypatch.setenv("GENLAB_SECRET", "test-secret")
+    for name in [n for n in os.environ if n.startswith("GENLAB_MAX_") or n == "GENLAB_PUBLIC"]:
+        monkeypatch.delenv(name)
+    return root
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory) -> Path:
+    """A real tiny run of a GAN pair on the synthetic set, trained to the end in this process."""
+    from genlab import train
+    from genlab.training import make_config
+    from picks import GAN_PAIR
+    run_dir = tmp_path_factory.mktemp("trained") / "tiny-finished"
+    config = make_config(dict(model=GAN_PAIR, dataset="synthetic", image_size=28, steps=6, batch_size=8,
+                              log_every=2, sample_every=3, checkpoint_every=3, device="cpu"),
+                         dict(g_channels=4, d_channels=4, z_dim=8))
+    train(config, run_dir)
+    return run_dir

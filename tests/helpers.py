@@ -82,3 +82,14 @@ def serving(log_path: Path, *args: str, env: dict | None = None):
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=30)
         log.close()
+
+
+def copy_run(source: Path, root: Path, name: str, **status) -> Path:
+    """A copy of a run folder with some status fields replaced (as its training process would write them)."""
+    import shutil
+    from genlab import runs
+    run_dir = root / name
+    shutil.copytree(source, run_dir)
+    if status:
+        runs.atomic_write_json(run_dir / "status.json", dict(runs.read_json(run_dir / "status.json"), **status))
+    return run_dir

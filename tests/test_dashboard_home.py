@@ -2,7 +2,6 @@
 AppTest of the real pages on real (tiny) run folders, and the genlab functions behind them."""
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -10,49 +9,18 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from helpers import copy_run
 from picks import GAN_PAIR
 from streamlit.testing.v1 import AppTest
 from support import free_port
 
-from genlab import dashboard, runner, runs, train
+from genlab import dashboard, runner, runs
 from genlab.data import check_data
 from genlab.models import MODELS
 from genlab.settings import Settings
-from genlab.training import make_config
 
 REPO = Path(__file__).resolve().parents[1]
 TIMEOUT = 60
-
-
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory) -> Path:
-    """A real tiny run on the synthetic set, trained to the end in this process."""
-    run_dir = tmp_path_factory.mktemp("trained") / "tiny-finished"
-    config = make_config(dict(model=GAN_PAIR, dataset="synthetic", image_size=28, steps=6, batch_size=8,
-                              log_every=2, sample_every=3, checkpoint_every=3, device="cpu"),
-                         dict(g_channels=4, d_channels=4, z_dim=8))
-    train(config, run_dir)
-    return run_dir
-
-
-@pytest.fixture
-def runs_root(tmp_path, monkeypatch) -> Path:
-    root = tmp_path / "runs"
-    root.mkdir()
-    monkeypatch.setenv("GENLAB_RUNS_ROOT", str(root))
-    monkeypatch.setenv("GENLAB_DATA_ROOT", str(tmp_path / "data"))
-    monkeypatch.setenv("GENLAB_SECRET", "test-secret")
-    for name in [n for n in os.environ if n.startswith("GENLAB_MAX_") or n == "GENLAB_PUBLIC"]:
-        monkeypatch.delenv(name)
-    return root
-
-
-def copy_run(source: Path, root: Path, name: str, **status) -> Path:
-    run_dir = root / name
-    shutil.copytree(source, run_dir)
-    if status:
-        runs.atomic_write_json(run_dir / "status.json", dict(runs.read_json(run_dir / "status.json"), **status))
-    return run_dir
 
 
 def fake_mnist(root: Path, images: int = 5) -> Path:

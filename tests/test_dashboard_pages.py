@@ -1,52 +1,19 @@
 """AppTest of every dashboard page with no runs, a finished run, a running run and a failed run."""
 import os
-import shutil
 import socket
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from genlab import runs, train
+from genlab import runs
 from genlab.dashboard import curves_figure, ema, metric_keys, progress
 from genlab.models import MODELS
-from genlab.training import make_config
+from helpers import copy_run
 from picks import GAN_PAIR, ONE_NETWORK
 
 REPO = Path(__file__).resolve().parents[1]
 TIMEOUT = 60
-
-
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory) -> Path:
-    """A real tiny run on the synthetic set, trained to the end in this process."""
-    run_dir = tmp_path_factory.mktemp("trained") / "tiny-finished"
-    config = make_config(dict(model=GAN_PAIR, dataset="synthetic", image_size=28, steps=6, batch_size=8,
-                              log_every=2, sample_every=3, checkpoint_every=3, device="cpu"),
-                         dict(g_channels=4, d_channels=4, z_dim=8))
-    train(config, run_dir)
-    return run_dir
-
-
-@pytest.fixture
-def runs_root(tmp_path, monkeypatch) -> Path:
-    root = tmp_path / "runs"
-    root.mkdir()
-    monkeypatch.setenv("GENLAB_RUNS_ROOT", str(root))
-    monkeypatch.setenv("GENLAB_DATA_ROOT", str(tmp_path / "data"))
-    monkeypatch.setenv("GENLAB_SECRET", "test-secret")
-    for name in [n for n in os.environ if n.startswith("GENLAB_MAX_") or n == "GENLAB_PUBLIC"]:
-        monkeypatch.delenv(name)
-    return root
-
-
-def copy_run(source: Path, root: Path, name: str, **status) -> Path:
-    """A copy of a run folder with some status fields replaced (as its training process would write them)."""
-    run_dir = root / name
-    shutil.copytree(source, run_dir)
-    if status:
-        runs.atomic_write_json(run_dir / "status.json", dict(runs.read_json(run_dir / "status.json"), **status))
-    return run_dir
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from genlab import runs, train
 from genlab.dashboard import RUN_COLORS, curves_figure
 from genlab.live_view import config_diff, grid_gif, run_names, sample_file, sample_route, view_from_query
 from genlab.settings import Settings
-from genlab.training import distributed, make_config
+from genlab.training import distributed
 from genlab.training.plan import Plan
 from genlab.training.state import TrainState
 from genlab.training.tasks import Tasks
@@ -32,18 +32,6 @@ def trained(tmp_path_factory) -> dict[str, Path]:
         train(tiny_config(model, steps=6, log_every=2, sample_every=3, checkpoint_every=3, seed=1), root / name)
         made[name] = root / name
     return made
-
-
-@pytest.fixture
-def runs_root(tmp_path, monkeypatch) -> Path:
-    root = tmp_path / "runs"
-    root.mkdir()
-    monkeypatch.setenv("GENLAB_RUNS_ROOT", str(root))
-    monkeypatch.setenv("GENLAB_DATA_ROOT", str(tmp_path / "data"))
-    monkeypatch.setenv("GENLAB_SECRET", "test-secret")
-    for name in [n for n in os.environ if n.startswith("GENLAB_MAX_") or n == "GENLAB_PUBLIC"]:
-        monkeypatch.delenv(name)
-    return root
 
 
 # ---------------------------------------------------------------- the loop's side
