@@ -25,8 +25,12 @@ NEUTRAL = "unknown model; choose one from the list"
 
 
 def get(url: str) -> int | str:
+    """The HTTP status of a GET; "page" for the dashboard's own HTML page, which Streamlit serves (200)
+    for any path no route takes, so that its client can route pages itself: no file is served."""
     try:
-        return urllib.request.urlopen(url, timeout=10).status
+        with urllib.request.urlopen(url, timeout=10) as response:
+            body = response.read(4096)
+        return "page" if body.lstrip().startswith(b"<!--") and b"Streamlit" in body else response.status
     except urllib.error.HTTPError as error:
         return error.code
     except OSError as error:
@@ -49,10 +53,13 @@ def probe(url: str, scratch: Path) -> list[str]:
         print(f"select_model {value!r}: {'refused' if ok else 'GOT THROUGH: ' + answer[:80]}")
         failures += [] if ok else [f"select_model {value}"]
     for path in ["/explorer/file=/etc/passwd", "/explorer/gradio_api/file=/etc/passwd",
-                 f"/explorer/gradio_api/file={shipped}", "/app/static/../../../etc/passwd", "/..%2f..%2fetc/passwd"]:
+                 f"/explorer/gradio_api/file={shipped}", "/app/static/../../../etc/passwd", "/..%2f..%2fetc/passwd",
+                 # the Live page's grid route: run folders of the runs root only, PNG grids only
+                 "/genlab-runs/..%2f..%2fetc/samples/step_000000.png", "/genlab-runs/x/samples/..%2f..%2fconfig.json",
+                 "/genlab-runs/.genlab/samples/step_000000.png", "/genlab-runs/x/samples/%2fetc%2fpasswd"]:
         status = get(url + path)
         print(f"GET {path}: {status}")
-        failures += [] if status in (400, 403, 404) else [f"GET {path}"]
+        failures += [] if status in (400, 403, 404, "page") else [f"GET {path}"]
     big = scratch / "big.png"
     big.write_bytes(b"\x89PNG" + os.urandom(PublicLimits.public_defaults().max_upload_bytes + 1024))
     try:
