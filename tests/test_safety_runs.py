@@ -120,7 +120,8 @@ def test_a_second_resume_of_a_running_run_is_refused_naming_the_holder(tmp_path)
         first.kill()
         first.wait()
     status = runs.read_status(run)
-    assert status["state"] == "stopped" and status["stop_reason"] == "SIGTERM"
+    # A Stop writes the STOP file, then sends SIGTERM: whichever the loop sees first is the reason.
+    assert status["state"] == "stopped" and status["stop_reason"] in ("SIGTERM", "stop requested")
     logged = [r["step"] for r in runs.read_metrics(run)]
     assert logged == sorted(set(logged))                                 # no duplicated, out-of-order lines
 
