@@ -51,3 +51,24 @@ def finished_run(tmp_path_factory) -> Path:
                          dict(g_channels=4, d_channels=4, z_dim=8))
     train(config, run_dir)
     return run_dir
+
+
+@pytest.fixture
+def server(tmp_path):
+    """`python -m genlab.serve --port PORT` (the README's launch command) with its own runs folder;
+    yields (url, runs root) and stops every run left active there."""
+    import time
+    from genlab import runs
+    from helpers import serving
+    root = tmp_path / "runs"
+    with serving(tmp_path / "server.log", "--runs-root", str(root), env={"GENLAB_PUBLIC": "0"}) as url:
+        try:
+            yield url, root
+        finally:
+            for info in runs.list_runs(root):                   # never leave a training process behind
+                if runs.is_active(info.status):
+                    runs.request_stop(info.path)
+            for info in runs.list_runs(root):
+                deadline = time.time() + 60
+                while runs.is_active(runs.read_status(info.path)) and time.time() < deadline:
+                    time.sleep(0.2)

@@ -1,36 +1,18 @@
 """The Live run page in a real browser (Debian's chromium, Playwright) against `python -m genlab.serve`:
 it follows a running run without a reload, scrubs and plays its grids client-side, smooths in the
 browser, keeps the view in the URL, and picks up a run started after the page opened."""
-import time
-
 import pytest
 
 from genlab import runner, runs
 from genlab.settings import Settings
 
-from helpers import CHROMIUM, CHROMIUM_ARGS, serving, tiny_config, wait_for
+from helpers import CHROMIUM, CHROMIUM_ARGS, tiny_config, wait_for
 from picks import GAN_PAIR, ONE_NETWORK
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 GRIDS = ".genlab-grids"
 SLIDER = f"{GRIDS} input[type=range]"
-
-
-@pytest.fixture
-def server(tmp_path):
-    root = tmp_path / "runs"
-    with serving(tmp_path / "server.log", "--runs-root", str(root), env={"GENLAB_PUBLIC": "0"}) as url:
-        try:
-            yield url, root
-        finally:
-            for info in runs.list_runs(root):                   # never leave a training process behind
-                if runs.is_active(info.status):
-                    runs.request_stop(info.path)
-            for info in runs.list_runs(root):
-                deadline = time.time() + 60
-                while runs.is_active(runs.read_status(info.path)) and time.time() < deadline:
-                    time.sleep(0.2)
 
 
 def start(root, model, **train):

@@ -1,33 +1,14 @@
 """A real browser (Debian's chromium, driven by Playwright) against the README's launch command."""
-import time
-
 import pytest
 
 from genlab import runs
 
-from helpers import CHROMIUM, CHROMIUM_ARGS, serving
+from helpers import CHROMIUM, CHROMIUM_ARGS
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 TINY_RUN = ("model=dcgan&dataset=synthetic&image_size=28&g_channels=4&d_channels=4&z_dim=8&steps=100000"
             "&batch_size=8&log_every=2&sample_every=4&checkpoint_every=1000&device=cpu")
-
-
-@pytest.fixture
-def server(tmp_path):
-    """`python -m genlab.serve --port PORT` (the README's launch command) with its own runs folder."""
-    root = tmp_path / "runs"
-    with serving(tmp_path / "server.log", "--runs-root", str(root), env={"GENLAB_PUBLIC": "0"}) as url:
-        try:
-            yield url, root
-        finally:
-            for info in runs.list_runs(root):                   # never leave a training process behind
-                if runs.is_active(info.status):
-                    runs.request_stop(info.path)
-            for info in runs.list_runs(root):
-                deadline = time.time() + 60
-                while runs.is_active(runs.read_status(info.path)) and time.time() < deadline:
-                    time.sleep(0.2)
 
 
 def test_start_watch_and_stop_a_run_in_the_browser(server):
