@@ -12,10 +12,14 @@ started (`runner.can_control`), while every run can be watched.
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
+import json
 import math
 import os
+import re
 import time
+import urllib.parse
 from pathlib import Path
 
 import streamlit as st
@@ -27,6 +31,9 @@ from .models import MODELS, get_model_class
 from .settings import Settings
 
 REFRESH_S = 2.0                       # live views rerun this often
+CURVES_URL_ENV = "GENLAB_CURVES_URL"  # set by genlab.serve where the curves route exists
+CURVES_ROUTE = "/genlab-curves"
+RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")    # a run folder's name
 NOT_PLOTTED = {"step", "epoch", "time", "images_per_s"}
 METRIC_TITLES = {"loss/d": "D loss", "loss/g": "G loss", "d/real": "D(x)", "d/fake": "D(G(z))",
                  "r1/grad_norm": "R1 gradient norm ‖∇D(x)‖", "loss/total": "Total loss (VAE: negative ELBO)",
@@ -71,52 +78,70 @@ def metric_keys(records: list[dict]) -> list[str]:
     return sorted(keys, key=lambda k: (order.index(k) if k in order else len(order), k))
 
 
+PANEL_HEIGHT, PANEL_GAP, TOP_MARGIN = 270, 80, 70      # px: one panel row, between rows, legend and title
+GRID_COLOR = "#EBF0F8"                                  # plotly_white's grid and axis lines
+
+
 def curves_figure(series: dict[str, list[dict]], smoothing: float = 0.6, log_y: bool = False,
-                  colors: dict[str, str] | None = None):
-    """A plotly figure: one panel per logged metric (x: step, y: the metric), each run a faint raw line
-    under its smoothed line, in one colour per run (`colors`, else RUN_COLORS in order) on every panel.
+                  colors: dict[str, str] | None = None) -> dict:
+    """The curves as a plotly figure in plain JSON form ({"data", "layout"}, as plotly.js takes it):
+    one panel per logged metric (x: step, y: the metric), each run a faint raw line under its smoothed
+    line, in one colour per run (`colors`, else RUN_COLORS in order) on every panel.
 
     Runs of different families share a panel only for a metric they both log; each run is in the
     legend once, whichever panels it has. Each smoothed trace names its raw trace in `meta.raw`, so
     the browser can re-smooth without the server (CURVES_JS). Hover shows raw and smoothed values of
-    every run at that step.
+    every run at that step. Built as dicts, not plotly.graph_objects: a live page rebuilds it at
+    every new metric line, and the validated objects cost ~100x more CPU than this.
     """
-    from plotly.subplots import make_subplots
     keys = metric_keys([r for records in series.values() for r in records])
     columns = 2 if len(keys) > 1 else 1
     rows = max(1, math.ceil(len(keys) / columns))
-    height = 270 * rows + 70
-    fig = make_subplots(rows=rows, cols=columns, subplot_titles=[METRIC_TITLES.get(k, k) for k in keys],
-                        horizontal_spacing=0.07, vertical_spacing=min(0.3, 80 / height))   # ~80 px between rows
-    in_legend = set()
+    height = PANEL_HEIGHT * rows + TOP_MARGIN
+    h_gap, v_gap = 0.07, min(0.3, PANEL_GAP / height)
+    width, row_height = (1 - h_gap * (columns - 1)) / columns, (1 - v_gap * (rows - 1)) / rows
+    layout = {"height": height, "hovermode": "x unified", "showlegend": True, "uirevision": "curves",
+              "paper_bgcolor": "white", "plot_bgcolor": "white", "annotations": [],
+              "font": {"family": "Source Sans Pro, sans-serif", "size": 12},
+              "margin": {"l": 10, "r": 44, "t": 64, "b": 10},     # the toolbar sits vertically in the right margin
+              "modebar": {"orientation": "v"},
+              "legend": {"orientation": "h", "yref": "container", "y": 1, "yanchor": "top", "x": 0,
+                         "font": {"size": 13}}}
+    axis_style = {"gridcolor": GRID_COLOR, "linecolor": GRID_COLOR, "zerolinecolor": GRID_COLOR, "automargin": True,
+                  "title": {"font": {"size": 11}}}
+    for index, key in enumerate(keys):                       # panel `index`: axes x{n} and y{n}, n = index + 1
+        row, column = divmod(index, columns)
+        suffix = "" if index == 0 else str(index + 1)
+        x_domain = [round(column * (width + h_gap), 6), round(column * (width + h_gap) + width, 6)]
+        y_top = round(1 - row * (row_height + v_gap), 6)
+        layout[f"xaxis{suffix}"] = {**axis_style, "domain": x_domain, "anchor": f"y{suffix}", "showgrid": True,
+                                    "title": {"text": "step", "font": {"size": 11}, "standoff": 4},
+                                    "showspikes": True, "spikemode": "across", "spikethickness": 1,
+                                    "spikecolor": "#999"}
+        layout[f"yaxis{suffix}"] = {**axis_style, "domain": [max(0.0, round(y_top - row_height, 6)), y_top], "anchor": f"x{suffix}",
+                                    "type": "log" if log_y else "linear",
+                                    "title": {"text": key, "font": {"size": 11}}}
+        layout["annotations"].append({"text": METRIC_TITLES.get(key, key), "x": sum(x_domain) / 2, "y": y_top,
+                                      "xref": "paper", "yref": "paper", "xanchor": "center", "yanchor": "bottom",
+                                      "yshift": 4, "showarrow": False, "font": {"size": 14}})
+    data, in_legend = [], set()
     for run_index, (name, records) in enumerate(series.items()):
         color = (colors or {}).get(name) or RUN_COLORS[run_index % len(RUN_COLORS)]
-        for key_index, key in enumerate(keys):
+        for index, key in enumerate(keys):
             points = [(r["step"], r[key]) for r in records if key in r and "step" in r]
             if not points:
                 continue
-            steps, values = zip(*points)
-            row, col = key_index // columns + 1, key_index % columns + 1
-            raw_index = len(fig.data)
-            fig.add_scatter(x=steps, y=values, mode="lines", line=dict(color=color, width=1), opacity=0.3,
-                            name=f"{name} (raw)", legendgroup=name, showlegend=False,
-                            hovertemplate=f"{name} raw: %{{y:.4g}}<extra></extra>", row=row, col=col)
-            fig.add_scatter(x=steps, y=ema(list(values), smoothing), mode="lines", line=dict(color=color, width=2),
-                            name=name, legendgroup=name, showlegend=name not in in_legend, meta={"raw": raw_index},
-                            hovertemplate=f"{name} smoothed: %{{y:.4g}}<extra></extra>", row=row, col=col)
+            steps, values = (list(v) for v in zip(*points))
+            axes = {"xaxis": f"x{index + 1 if index else ''}", "yaxis": f"y{index + 1 if index else ''}"}
+            data.append({"type": "scatter", "mode": "lines", "x": steps, "y": values, **axes, "opacity": 0.3,
+                         "line": {"color": color, "width": 1}, "name": f"{name} (raw)", "legendgroup": name,
+                         "showlegend": False, "hovertemplate": f"{name} raw: %{{y:.4g}}<extra></extra>"})
+            data.append({"type": "scatter", "mode": "lines", "x": steps, "y": ema(values, smoothing), **axes,
+                         "line": {"color": color, "width": 2}, "name": name, "legendgroup": name,
+                         "showlegend": name not in in_legend, "meta": {"raw": len(data) - 1},
+                         "hovertemplate": f"{name} smoothed: %{{y:.4g}}<extra></extra>"})
             in_legend.add(name)
-            fig.update_yaxes(title_text=key, row=row, col=col)
-    fig.update_yaxes(type="log" if log_y else "linear", title_font=dict(size=11), automargin=True)
-    fig.update_xaxes(title_text="step", title_font=dict(size=11), title_standoff=4, showgrid=True,
-                     showspikes=True, spikemode="across", spikethickness=1, spikecolor="#999")
-    fig.update_annotations(font_size=14, yshift=4)             # the panel titles
-    fig.update_layout(template="plotly_white", font=dict(family="Source Sans Pro, sans-serif", size=12),
-                      height=height, hovermode="x unified",
-                      margin=dict(l=10, r=44, t=64, b=10),     # the toolbar sits vertically in the right margin
-                      modebar=dict(orientation="v"), showlegend=True,
-                      legend=dict(orientation="h", yref="container", y=1, yanchor="top", x=0, font_size=13),
-                      uirevision="curves")                     # zoom and pan survive every refresh
-    return fig
+    return {"data": data, "layout": layout}
 
 
 def metrics_signature(run_dirs: list[Path]) -> tuple:
@@ -132,12 +157,108 @@ def metrics_signature(run_dirs: list[Path]) -> tuple:
 
 
 @st.cache_resource(max_entries=64, show_spinner=False)
-def cached_curves(signature: tuple, smoothing: float, log_y: bool):
+def cached_curves(signature: tuple, smoothing: float, log_y: bool) -> dict | None:
     """curves_figure for these metric files, built once per version of them (shared by every open tab);
     each run keeps the colour of its place in the signature (the page's run first, then the overlays)."""
     series = {Path(run_dir).name: runs.read_metrics(Path(run_dir)) for run_dir, _, _ in signature}
     colors = {name: RUN_COLORS[i % len(RUN_COLORS)] for i, name in enumerate(series)}
     return curves_figure(series, smoothing, log_y, colors) if any(series.values()) else None
+
+
+@st.cache_resource(max_entries=64, show_spinner=False)
+def cached_curves_json(signature: tuple) -> tuple[bytes, int] | None:
+    """(the figure as JSON, its height) for the curves component, encoded once per version of the
+    metrics and shared by the page (height) and the curves route (JSON). The smoothed lines' y are left
+    out: the browser computes them from the raw lines with its own smoothing."""
+    figure = curves_figure_for(signature)
+    if figure is None:
+        return None
+    data = [{**trace, "y": None} if "meta" in trace else trace for trace in figure["data"]]
+    return json.dumps({"data": data, "layout": figure["layout"]}, separators=(",", ":")).encode(), \
+        figure["layout"]["height"]
+
+
+def curves_figure_for(signature: tuple) -> dict | None:
+    """The figure of a metrics_signature with no smoothing (the browser smooths)."""
+    series = {Path(run_dir).name: runs.read_metrics(Path(run_dir)) for run_dir, _, _ in signature}
+    colors = {name: RUN_COLORS[i % len(RUN_COLORS)] for i, name in enumerate(series)}
+    return curves_figure(series, 0.0, False, colors) if any(series.values()) else None
+
+
+def curves_url(signature: tuple, prefix: str) -> str:
+    """The curves route's URL for these runs; `v` changes exactly when a metrics file does."""
+    names = ",".join(Path(run_dir).name for run_dir, _, _ in signature)
+    version = hashlib.sha1(repr(signature).encode()).hexdigest()[:16]
+    return f"{prefix}?{urllib.parse.urlencode({'runs': names, 'v': version})}"
+
+
+def run_folders(names: list[str], settings: Settings) -> list[Path] | None:
+    """The run folders called `names` directly under settings.runs_root (a browser's request), or None
+    if any name is not one, or there are more than len(RUN_COLORS)."""
+    root = Path(settings.runs_root).resolve()
+    if not 1 <= len(names) <= len(RUN_COLORS):
+        return None
+    folders = []
+    for name in names:
+        path = run_path(name, settings) if RUN_NAME.fullmatch(name) else None
+        if path is None or path.resolve().parent != root:
+            return None
+        folders.append(path)
+    return folders
+
+
+def curves_route(settings: Settings):
+    """The Starlette route serving the curves of up to len(RUN_COLORS) run folders of settings.runs_root
+    as plotly JSON (read-only): CURVES_ROUTE?runs=A,B,C. Any other name is refused."""
+    from starlette.concurrency import run_in_threadpool
+    from starlette.responses import PlainTextResponse, Response
+    from starlette.routing import Route
+
+    async def curves(request):
+        folders = run_folders(request.query_params.get("runs", "").split(","), settings)
+        if folders is None:
+            return PlainTextResponse("no such runs", status_code=404)
+        encoded = await run_in_threadpool(cached_curves_json, metrics_signature(folders))
+        if encoded is None:
+            return PlainTextResponse("no metrics yet", status_code=404)
+        return Response(encoded[0], media_type="application/json", headers={"Cache-Control": "no-store"})
+
+    return Route(CURVES_ROUTE, curves, methods=["GET"])
+
+
+# The live parts of the Live page (status line, grids, curves) poll one JSON route of genlab.serve
+# (live_view.live_route) instead of rerunning the page: one small request every REFRESH_S, answered
+# 304 while nothing changed. POLL_JS is shared by their components: one poll per URL for the page,
+# which stops once none of its elements is on the page any more.
+POLL_JS = """
+function subscribe(url, element, pollMs, callback) {
+  const hub = (window.genlabPolls = window.genlabPolls || {});
+  if (element.genlabPoll && element.genlabPoll !== url && hub[element.genlabPoll])
+    hub[element.genlabPoll].listeners.delete(element);
+  element.genlabPoll = url;
+  let poll = hub[url];
+  if (!poll) {
+    poll = hub[url] = { listeners: new Map(), etag: null };
+    const tick = async () => {
+      for (const el of [...poll.listeners.keys()]) if (!el.isConnected) poll.listeners.delete(el);
+      if (!poll.listeners.size) { delete hub[url]; return; }
+      if (!document.hidden) {
+        try {
+          const response = await fetch(url, { headers: poll.etag ? { "If-None-Match": poll.etag } : {} });
+          if (response.status === 200) {
+            poll.etag = response.headers.get("ETag");
+            const live = await response.json();
+            for (const listener of poll.listeners.values()) listener(live);
+          }
+        } catch (error) { /* the server restarts or the network drops: try again at the next tick */ }
+      }
+      setTimeout(tick, pollMs);
+    };
+    setTimeout(tick, pollMs);
+  }
+  poll.listeners.set(element, callback);
+}
+"""
 
 
 # Live curves. st.plotly_chart gives a chart a new identity whenever its data changes, so the browser
@@ -152,7 +273,7 @@ CURVES_CSS = """
 .genlab-curves-bar .value { min-width: 34px; font-variant-numeric: tabular-nums; }
 """
 
-CURVES_JS = """
+CURVES_JS = POLL_JS + """
 export default function (component) {
   const { data, parentElement } = component;
   let plot = parentElement.querySelector("div.genlab-curves");
@@ -187,10 +308,38 @@ export default function (component) {
       document.head.appendChild(script);
     });
   }
-  if (plot.figureText === data.figure) return;      // a refresh without new metric lines: nothing to redraw
-  plot.figureText = data.figure;
-  plot.figure = JSON.parse(data.figure);
-  draw(plot);
+  if (data.poll) subscribe(data.poll, plot, data.poll_ms, (live) => { if (live.curves) load(plot, live.curves); });
+  load(plot, data.url);
+}
+
+function load(plot, url) {
+  if (plot.url === url) return;                     // no new metric lines: nothing to redraw
+  plot.url = url;
+  fetch(url).then((response) => response.ok ? response.json() : null).then((figure) => {
+    if (!figure || plot.url !== url) return;        // a newer version is on its way
+    plot.figure = figure;
+    scheduleDraw(plot);
+  });
+}
+
+// New metric lines arrive every few seconds while a run trains; redrawing every panel each time would
+// cost the training process CPU. They are drawn at most every MIN_REDRAW_MS, and only once the plot is
+// on screen (scrolled away, it is drawn when it comes back). The user's own changes draw at once.
+const MIN_REDRAW_MS = 5000;
+
+function scheduleDraw(plot) {
+  if (!plot.observer) {
+    plot.visible = true;
+    plot.observer = new IntersectionObserver((entries) => {
+      plot.visible = entries[entries.length - 1].isIntersecting;
+      if (plot.visible && plot.pending) scheduleDraw(plot);
+    });
+    plot.observer.observe(plot);
+  }
+  plot.pending = true;
+  if (plot.timer || !plot.visible) return;
+  const wait = plot.drawnAt ? plot.drawnAt + MIN_REDRAW_MS - Date.now() : 0;
+  plot.timer = setTimeout(() => { plot.timer = null; if (plot.visible && plot.pending) draw(plot); }, Math.max(wait, 0));
 }
 
 function ema(values, s) {                           // the same bias-corrected EMA as genlab.dashboard.ema
@@ -203,6 +352,9 @@ function ema(values, s) {                           // the same bias-corrected E
 }
 
 function draw(plot) {
+  if (!plot.figure) return;
+  plot.pending = false;
+  plot.drawnAt = Date.now();
   const { data, layout } = plot.figure, view = plot.view;
   for (const trace of data)
     if (trace.meta && trace.meta.raw !== undefined) trace.y = ema(data[trace.meta.raw].y, view.smoothing);
@@ -225,29 +377,24 @@ def curves_component():
     return st.components.v2.component("genlab_curves", js=CURVES_JS, css=CURVES_CSS, isolate_styles=False)
 
 
-@st.cache_resource(max_entries=64, show_spinner=False)
-def cached_curves_json(signature: tuple, smoothing: float, log_y: bool) -> tuple[str, int] | None:
-    """(the figure as JSON, its height) for the curves component, encoded once per version of the metrics."""
-    figure = cached_curves(signature, smoothing, log_y)
-    return None if figure is None else (figure.to_json(validate=False), int(figure.layout.height))
-
-
-def live_curves(signature: tuple, key: str, smoothing: float = 0.6, log_y: bool = False) -> bool:
+def live_curves(signature: tuple, key: str, smoothing: float = 0.6, log_y: bool = False,
+                poll: str | None = None) -> bool:
     """Show the curves of the runs in a metrics_signature (False: no metrics yet). Served by genlab.serve,
-    refreshes update the plot in place (zoom kept) and smoothing / log y are the browser's own controls,
-    starting at `smoothing` and `log_y`; otherwise a st.plotly_chart."""
-    plotly_js = os.environ.get("GENLAB_PLOTLY_JS")
-    if plotly_js is None:                       # plain `streamlit run app.py`: no plotly.js route
+    new versions update the plot in place (zoom kept), found by the page's live poll (`poll`, see
+    live_view.live_route) or by a rerun, and smoothing / log y are the browser's own controls, starting
+    at `smoothing` and `log_y`; otherwise a st.plotly_chart."""
+    plotly_js, prefix = os.environ.get("GENLAB_PLOTLY_JS"), os.environ.get(CURVES_URL_ENV)
+    if plotly_js is None or prefix is None:     # plain `streamlit run app.py`: no plotly.js or curves route
         figure = cached_curves(signature, smoothing, log_y)
         if figure is not None:
             st.plotly_chart(figure, key=key, config={"displaylogo": False})
         return figure is not None
-    encoded = cached_curves_json(signature, smoothing, log_y)
+    encoded = cached_curves_json(signature)
     if encoded is None:
         return False
-    figure_json, height = encoded
-    curves_component()(key=key, data={"figure": figure_json, "plotly_js": plotly_js, "smoothing": smoothing,
-                                      "log_y": log_y}, height=height + 36)
+    curves_component()(key=key, data={"url": curves_url(signature, prefix), "plotly_js": plotly_js,
+                                      "smoothing": smoothing, "log_y": log_y, "poll": poll,
+                                      "poll_ms": int(REFRESH_S * 1000)}, height=encoded[1] + 36)
     return True
 
 

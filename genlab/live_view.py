@@ -24,11 +24,12 @@ from pathlib import Path
 import streamlit as st
 
 from . import runs
+from .dashboard import POLL_JS, RUN_NAME
 from .settings import Settings
 
 SAMPLES_URL_ENV = "GENLAB_SAMPLES_URL"      # set by genlab.serve where the sample route exists
 SAMPLES_PREFIX = "/genlab-runs"
-RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
+LIVE_ROUTE = "/genlab-live"                 # the live poll (live_route), every dashboard.REFRESH_S
 SAMPLE_FILE = re.compile(r"step_\d{6,12}\.png")
 GIF_MAX_FRAMES = 60                         # a GIF export holds at most this many grids
 GIF_FRAME_MS = 250
@@ -137,6 +138,144 @@ def frames(run_dir: Path, prefix: str) -> list[list]:
     return found
 
 
+# ---------------------------------------------------------------- the live poll
+BADGE_COLORS = {"green": ("#21c35419", "#158237"), "orange": ("#ffa42119", "#e2660c"), "blue": ("#1c83e119", "#0054a3"),
+                "violet": ("#803df519", "#583f84"), "red": ("#ff2b2b17", "#bd4043"), "gray": ("#31333f19", "#31333f")}
+
+
+def header(run_dir: Path) -> dict:
+    """What the status line of a run shows: its state badge, model, data and device, progress, a note
+    while it starts; `key` changes with what the page's buttons and step controls show (state, paused
+    or pausing, the step while paused, manual steps taken)."""
+    from . import dashboard, runner
+    status = runs.read_status(run_dir)
+    config = runs.read_json(run_dir / "config.json", {}) or {}
+    train = config.get("train", {})
+    state = runner.shown_state(run_dir, status)
+    paused = state == "running" and runs.is_paused(status)
+    fraction, text = dashboard.progress(status, config)
+    note = ""
+    if status.get("state") == "starting":
+        note = (f"Process {status.get('pid')} is loading the data and building the model "
+                f"({dashboard.format_age(time.time() - status.get('heartbeat', time.time()))} so far)…")
+    color = "orange" if paused else dashboard.STATE_STYLES.get(state, "gray")
+    steering = (runs.read_control(run_dir)["mode"], status.get("step") if paused else None, status.get("manual_steps"))
+    return {"key": f"{state}:{paused}:{steering}", "name": run_dir.name,
+            "badge": f"paused at step {status.get('step', 0)}" if paused else state,
+            "colors": BADGE_COLORS[color if color in BADGE_COLORS else "gray"],
+            "about": f"{train.get('model')} on {train.get('dataset')} · {status.get('device', train.get('device', ''))}",
+            "fraction": fraction, "text": text, "note": note}
+
+
+def page_key(run_dirs: list[Path], runs_root: Path, state_key: str) -> str:
+    """Changes exactly when the page's Streamlit parts must be redrawn (the browser then reruns it):
+    the run's state (`state_key`: buttons, step controls), the list of runs (the pickers), the first
+    metric line (the curves replace "no metrics yet"), its first grid (the GIF export) and its newest
+    denoising strip."""
+    import hashlib
+    from .dashboard import metrics_signature
+    strips = runs.list_samples(run_dirs[0], "strip")
+    has_grids = any((run_dirs[0] / "samples").glob("step_*.png"))
+    has_metrics = any(size for _, size, _ in metrics_signature(run_dirs))
+    parts = (state_key, tuple(run_names(runs_root)), has_metrics, has_grids, strips[-1][0] if strips else None)
+    return hashlib.sha1(repr(parts).encode()).hexdigest()[:16]
+
+
+def live_data(run_dirs: list[Path], runs_root: Path) -> dict:
+    """Everything the live parts of the page need, for the page's run (first) and its overlays: the
+    status line of the first, every run's grids, the URL of the curves (None before the first metric
+    line) and the page_key."""
+    from . import dashboard
+    signature = dashboard.metrics_signature(run_dirs)
+    status_line = header(run_dirs[0])
+    return {"header": status_line, "page": page_key(run_dirs, runs_root, status_line["key"]),
+            "runs": [{"name": run_dir.name, "frames": frames(run_dir, SAMPLES_PREFIX)} for run_dir in run_dirs],
+            "curves": dashboard.curves_url(signature, dashboard.CURVES_ROUTE) if any(s[1] for s in signature) else None}
+
+
+def live_url(run_dirs: list[Path]) -> str:
+    """The live poll's URL for the page's run and its overlays."""
+    return f"{LIVE_ROUTE}?runs={','.join(run_dir.name for run_dir in run_dirs)}"
+
+
+def live_route(settings: Settings):
+    """The Starlette route the Live page polls: live_data of up to 8 run folders of settings.runs_root as
+    JSON, LIVE_ROUTE?runs=A,B; 304 when the browser's ETag is still current. Any other name is refused."""
+    import hashlib
+    import json
+    from starlette.concurrency import run_in_threadpool
+    from starlette.responses import PlainTextResponse, Response
+    from starlette.routing import Route
+    from .dashboard import run_folders
+
+    async def live(request):
+        folders = run_folders(request.query_params.get("runs", "").split(","), settings)
+        if folders is None:
+            return PlainTextResponse("no such runs", status_code=404)
+        body = json.dumps(await run_in_threadpool(live_data, folders, settings.runs_root), separators=(",", ":")).encode()
+        etag = '"' + hashlib.sha1(body).hexdigest()[:20] + '"'
+        headers = {"ETag": etag, "Cache-Control": "no-cache"}
+        if request.headers.get("if-none-match") == etag:
+            return Response(status_code=304, headers=headers)
+        return Response(body, media_type="application/json", headers=headers)
+
+    return Route(LIVE_ROUTE, live, methods=["GET"])
+
+
+STATUS_CSS = """
+.genlab-status { font-family: "Source Sans Pro", sans-serif; }
+.genlab-status h3 { font-size: 1.75rem; font-weight: 600; margin: 0 0 0.4rem; padding: 0; line-height: 1.2;
+  overflow-wrap: anywhere; }
+.genlab-status .line { font-size: 1rem; margin-bottom: 0.6rem; }
+.genlab-status .badge { border-radius: 0.5rem; padding: 0.1rem 0.4rem; font-size: 0.875rem; }
+.genlab-status .text { font-size: 0.875rem; margin-bottom: 0.3rem; font-variant-numeric: tabular-nums; }
+.genlab-status .bar { height: 0.5rem; border-radius: 0.25rem; background: #f0f2f6; overflow: hidden; }
+.genlab-status .fill { height: 100%; background: #ff4b4b; }
+.genlab-status .note { font-size: 0.875rem; color: #808495; margin-top: 0.4rem; }
+"""
+
+STATUS_JS = POLL_JS + """
+export default function (component) {
+  const { data, parentElement, setTriggerValue } = component;
+  let root = parentElement.querySelector("div.genlab-status");
+  if (!root) {
+    root = document.createElement("div");
+    root.className = "genlab-status";
+    root.innerHTML = '<h3></h3><div class="line"><span class="badge"></span> <span class="about"></span></div>' +
+      '<div class="text" role="status"></div><div class="bar" role="progressbar" aria-valuemin="0" aria-valuemax="100">' +
+      '<div class="fill"></div></div><div class="note"></div>';
+    parentElement.appendChild(root);
+  }
+  root.page = data.page;                            // what the page's Streamlit parts were drawn for
+  render(root, data.header);
+  subscribe(data.poll, root, data.poll_ms, (live) => {
+    render(root, live.header);
+    if (live.page !== root.page) { root.page = live.page; setTriggerValue("state", live.page); }   // rerun the page
+  });
+}
+
+function render(root, header) {
+  root.querySelector("h3").textContent = header.name;
+  const badge = root.querySelector(".badge");
+  badge.textContent = header.badge;
+  badge.style.background = header.colors[0]; badge.style.color = header.colors[1];
+  root.querySelector(".about").textContent = "· " + header.about;
+  root.querySelector(".text").textContent = header.text;
+  const percent = Math.round(100 * header.fraction);
+  root.querySelector(".fill").style.width = percent + "%";
+  root.querySelector(".bar").setAttribute("aria-valuenow", percent);
+  root.querySelector(".note").textContent = header.note;
+  root.querySelector(".note").hidden = !header.note;
+}
+"""
+
+
+@st.cache_resource(show_spinner=False)
+def status_component():
+    """The live status-line component, registered once per server."""
+    return st.components.v2.component("genlab_status", js=STATUS_JS, css=STATUS_CSS, isolate_styles=False)
+
+
 # ---------------------------------------------------------------- the grids component
 GRIDS_CSS = """
 .genlab-grids { font-family: "Source Sans Pro", sans-serif; font-size: 14px; outline: none; }
@@ -154,7 +293,7 @@ GRIDS_CSS = """
 .genlab-grids .empty { color: #777; padding: 40px 0; text-align: center; background: #f6f6f6; }
 """
 
-GRIDS_JS = """
+GRIDS_JS = POLL_JS + """
 export default function (component) {
   const { data, parentElement } = component;
   let root = parentElement.querySelector("div.genlab-grids");
@@ -184,6 +323,11 @@ export default function (component) {
     });
   }
   update(root, data);
+  if (data.poll) subscribe(data.poll, root, data.poll_ms, (live) => {   // new grids without a rerun
+    const frames = Object.fromEntries(live.runs.map((run) => [run.name, run.frames]));
+    if (data.runs.every((run) => frames[run.name]))
+      update(root, { ...data, runs: data.runs.map((run) => ({ ...run, frames: frames[run.name] })) });
+  });
   const url = new URL(window.location.href);          // the run and overlays too: this page owns its URL
   for (const [name, value] of Object.entries(data.query || {}))
     if (value === null) url.searchParams.delete(name); else url.searchParams.set(name, value);
@@ -294,15 +438,19 @@ def grids_component():
     return st.components.v2.component("genlab_grids", js=GRIDS_JS, css=GRIDS_CSS, isolate_styles=False)
 
 
-def grids(panels: list[tuple[Path, str]], step: int | None, key: str, query: dict | None = None) -> None:
+def grids(panels: list[tuple[Path, str]], step: int | None, key: str, query: dict | None = None,
+          poll: str | None = None) -> None:
     """Every panel's sample grids under one step slider (Play/Pause, ←/→), client-side when served by
     genlab.serve; `panels` is [(run folder, colour)], `step` the step to show first (None: the newest),
-    `query` URL parameters the browser sets (None: removes one) next to its own step."""
+    `query` URL parameters the browser sets (None: removes one) next to its own step, `poll` the live
+    poll's URL that brings new grids (None: new grids come with a rerun)."""
+    from .dashboard import REFRESH_S
     prefix = os.environ.get(SAMPLES_URL_ENV)
     if prefix is None:
         return fallback_grids(panels, step, key)
     data = {"runs": [{"name": run_dir.name, "color": color, "frames": frames(run_dir, prefix)}
-                     for run_dir, color in panels], "step": step, "fps": 4, "query": query or {}}
+                     for run_dir, color in panels], "step": step, "fps": 4, "query": query or {},
+            "poll": poll, "poll_ms": int(REFRESH_S * 1000)}
     grids_component()(key=key, data=data)
 
 
@@ -369,8 +517,9 @@ def grid_gif(run_dir: Path, max_frames: int = GIF_MAX_FRAMES, frame_ms: int = GI
 
 # ---------------------------------------------------------------- the page's live part
 def served() -> bool:
-    """Whether genlab.serve serves plotly.js and the sample grids (the client-side view works)."""
-    return bool(os.environ.get("GENLAB_PLOTLY_JS")) and bool(os.environ.get(SAMPLES_URL_ENV))
+    """Whether genlab.serve serves plotly.js, the sample grids and the curves (the client-side view works)."""
+    from .dashboard import CURVES_URL_ENV
+    return all(os.environ.get(name) for name in ("GENLAB_PLOTLY_JS", SAMPLES_URL_ENV, CURVES_URL_ENV))
 
 
 def live_run(run_dir: Path, overlay: list[Path], view: View, settings: Settings, owner: str) -> None:
@@ -382,17 +531,25 @@ def live_run(run_dir: Path, overlay: list[Path], view: View, settings: Settings,
         st.warning(f"{run_dir.name} has been deleted.")
         return
     status = runs.read_status(run_dir)
-    config = runs.read_json(run_dir / "config.json", {}) or {}
-    train_cfg = config.get("train", {})
+    shown = [run_dir, *overlay]
+    poll = live_url(shown) if served() else None
     head, buttons = st.columns([4, 1])
     with head:
-        st.markdown(f"### {run_dir.name}  \n{dashboard.state_label(run_dir, status)} · {train_cfg.get('model')} on "
-                    f"{train_cfg.get('dataset')} · {status.get('device', train_cfg.get('device', ''))}")
-        fraction, text = dashboard.progress(status, config)
-        st.progress(fraction, text=text)
-        if status.get("state") == "starting":
-            st.caption(f"Process {status.get('pid')} is loading the data and building the model "
-                       f"({dashboard.format_age(time.time() - status.get('heartbeat', time.time()))} so far)…")
+        if poll:                                  # updated in the browser by the live poll, no rerun
+            status_line = header(run_dir)
+            status_component()(key=f"status-{run_dir.name}", on_state_change=lambda: None,
+                               data={"header": status_line, "page": page_key(shown, settings.runs_root, status_line["key"]),
+                                     "poll": poll, "poll_ms": int(dashboard.REFRESH_S * 1000)})
+        else:
+            config = runs.read_json(run_dir / "config.json", {}) or {}
+            train_cfg = config.get("train", {})
+            st.markdown(f"### {run_dir.name}  \n{dashboard.state_label(run_dir, status)} · {train_cfg.get('model')} on "
+                        f"{train_cfg.get('dataset')} · {status.get('device', train_cfg.get('device', ''))}")
+            fraction, text = dashboard.progress(status, config)
+            st.progress(fraction, text=text)
+            if status.get("state") == "starting":
+                st.caption(f"Process {status.get('pid')} is loading the data and building the model "
+                           f"({dashboard.format_age(time.time() - status.get('heartbeat', time.time()))} so far)…")
     with buttons:
         dashboard.run_controls(run_dir, status, run_dir.name, settings, owner)
     step_controls(run_dir, status, settings, owner, key=run_dir.name)      # Pause, D / G only, ×k, slow motion
@@ -403,17 +560,16 @@ def live_run(run_dir: Path, overlay: list[Path], view: View, settings: Settings,
         if status.get("traceback") or log:
             with st.expander("details"):
                 st.code(status.get("traceback") or log)
-    shown = [run_dir, *overlay]
     colors = {p: dashboard.RUN_COLORS[i % len(dashboard.RUN_COLORS)] for i, p in enumerate(shown)}
     st.markdown("**Sample grids** · the same latents at every grid" +
                 (" · one slider for all runs: drag it, ←/→, or Play" if served() else ""))
     grids([(p, colors[p]) for p in shown], view.step, key=f"grids-{run_dir.name}",
-          query={"run": run_dir.name, "overlay": ",".join(p.name for p in overlay) or None})
+          query={"run": run_dir.name, "overlay": ",".join(p.name for p in overlay) or None}, poll=poll)
     denoising_strip(run_dir)
     compare_and_export(run_dir, overlay)
     st.markdown("**Curves** · every metric the model logs, one colour per run")
     if not dashboard.live_curves(dashboard.metrics_signature(shown), key=f"curves-{run_dir.name}",
-                                 smoothing=view.smoothing, log_y=view.log_y):
+                                 smoothing=view.smoothing, log_y=view.log_y, poll=poll):
         st.info("No metrics yet: the first line is written after `log_every` steps.")
 
 

@@ -23,6 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 HOME_SCRIPT = REPO / "app.py"
 EXPLORER_PATH = "/explorer"
 QUEUE_IDLE_POLL_S = 0.02
+CONFIG_POLL_S = 5.0                      # Streamlit's config-file polls (slow_config_file_polls)
 PLOTLY_JS_ROUTE = "/genlab-assets/plotly.min.js"
 
 
@@ -58,11 +59,13 @@ def build_app(settings: Settings, explorer=None):
         async with shell.router.lifespan_context(shell):        # Gradio's startup events and queue
             yield None
 
-    from . import live_view
+    from . import dashboard, live_view
     os.environ["GENLAB_PLOTLY_JS"] = PLOTLY_JS_ROUTE          # the live curves load plotly.js from here
     os.environ[live_view.SAMPLES_URL_ENV] = live_view.SAMPLES_PREFIX   # ... and the grids (confined) from here
+    os.environ[dashboard.CURVES_URL_ENV] = dashboard.CURVES_ROUTE      # ... and the curves' data (confined)
     use_navigation_pages()
-    return st.App(str(HOME_SCRIPT), routes=[*routes, Route(PLOTLY_JS_ROUTE, plotly_js), live_view.sample_route(settings)],
+    return st.App(str(HOME_SCRIPT), routes=[*routes, Route(PLOTLY_JS_ROUTE, plotly_js), live_view.sample_route(settings),
+                                            dashboard.curves_route(settings), live_view.live_route(settings)],
                   lifespan=lifespan)
 
 
@@ -83,6 +86,15 @@ async def plotly_js(request):
     from starlette.responses import FileResponse
     return FileResponse(Path(plotly.__file__).parent / "package_data" / "plotly.min.js",
                         media_type="text/javascript", headers={"Cache-Control": "public, max-age=86400"})
+
+
+def slow_config_file_polls(period_s: float = CONFIG_POLL_S) -> None:
+    """Streamlit polls its config and secrets files for changes every 0.2 s, in threads (it offers no
+    option to stop it); every `period_s` is plenty for a server, whose idle wake-ups take CPU from
+    training on a small machine. Nothing happens if a later Streamlit has no such setting."""
+    from streamlit.watcher import polling_path_watcher
+    if isinstance(getattr(polling_path_watcher, "_POLLING_PERIOD_SECS", None), (int, float)):
+        polling_path_watcher._POLLING_PERIOD_SECS = max(polling_path_watcher._POLLING_PERIOD_SECS, period_s)
 
 
 def yield_cpu_to_training() -> None:
@@ -121,9 +133,9 @@ def main(argv: list[str] | None = None, settings: Settings | None = None) -> Non
     os.environ.update(settings.to_env())  # the pages run in this process and read Settings.from_env()
     sys.argv = [str(HOME_SCRIPT)]        # st.App.run anchors sys.path and .streamlit/ at the launcher
     app = build_app(settings)
-    import plotly.subplots  # noqa: F401  (imported once here, with torch, gradio and streamlit, then frozen:)
-    import genlab.dashboard  # noqa: F401
+    import genlab.dashboard  # noqa: F401  (imported once here, with torch, gradio and streamlit, then frozen:)
     yield_cpu_to_training()
+    slow_config_file_polls()
     app.run(config={"server.port": args.port, "server.address": args.host, "server.headless": True,
                             "browser.gatherUsageStats": False, "server.fileWatcherType": "none",
                             "server.runOnSave": False, "client.toolbarMode": "minimal",

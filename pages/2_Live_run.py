@@ -1,7 +1,7 @@
 """Live view of one run: progress, Stop/Resume, loss curves (other runs overlaid) and sample grids.
 
-Everything below the title is one fragment that reruns every REFRESH_S: runs started after the page
-opened appear in the pickers, and new metric lines and grids arrive without a reload. The view
+Everything below the title is one fragment: runs started after the page opened appear in the pickers,
+and new metric lines and grids arrive without a reload (see genlab.live_view). The view
 (run, overlays, smoothing, log y, step) is kept in the URL query (see genlab.live_view).
 """
 import streamlit as st
@@ -28,7 +28,10 @@ def set_query(name: str, value: str | None) -> None:
         st.query_params[name] = value
 
 
-@st.fragment(run_every=dashboard.REFRESH_S)
+# Served by genlab.serve, the status line, grids and curves poll the server themselves and rerun this
+# only when the page must change (live_view.page_key: the run's state, new runs). Otherwise it reruns
+# every REFRESH_S.
+@st.fragment(run_every=None if live_view.served() else dashboard.REFRESH_S)
 def live() -> None:
     names = live_view.run_names(settings.runs_root)     # read at every refresh: new runs appear
     if not names:

@@ -91,5 +91,15 @@ def test_live_page_follows_scrubs_plays_and_keeps_its_view_in_the_url(server):
             expect(page.locator(f"{GRIDS} figure")).to_have_count(2, timeout=180_000)
             expect(page.locator(f"{GRIDS} .label")).to_contain_text("step 1 of", timeout=60_000)
             assert page.locator(".genlab-curves-bar .smooth").input_value() == "0.2"
+
+            # The status line follows the run without a rerun, and a state change reruns the page's
+            # buttons: stopped from elsewhere, the run's Stop button becomes Resume without a reload.
+            text = page.locator(".genlab-status .text")
+            shown = text.inner_text()
+            page.wait_for_function(f"() => document.querySelector('.genlab-status .text').textContent !== {shown!r}",
+                                   timeout=60_000)
+            runner.stop_run(first, Settings(runs_root=root))
+            expect(page.locator(".genlab-status .badge")).to_have_text("stopped", timeout=120_000)
+            expect(page.get_by_role("button", name="Resume")).to_be_visible(timeout=30_000)
         finally:
             browser.close()

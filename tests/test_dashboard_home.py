@@ -303,3 +303,18 @@ def test_explore_opens_the_run_in_the_embedded_explorer(runs_root, finished_run)
         assert not at.exception
         [caption] = [c.value for c in at.caption]
         assert f"[{src}]({src})" in caption
+
+
+def test_the_server_slows_streamlits_config_file_polls():
+    """Streamlit re-reads its config and secrets files every 0.2 s in threads; the server asks for every
+    few seconds (idle wake-ups cost training CPU), and never speeds a slower setting up."""
+    from streamlit.watcher import polling_path_watcher
+    from genlab.serve import CONFIG_POLL_S, slow_config_file_polls
+    before = polling_path_watcher._POLLING_PERIOD_SECS
+    try:
+        slow_config_file_polls()
+        assert polling_path_watcher._POLLING_PERIOD_SECS == max(before, CONFIG_POLL_S) >= 5.0
+        slow_config_file_polls(1.0)
+        assert polling_path_watcher._POLLING_PERIOD_SECS >= 5.0
+    finally:
+        polling_path_watcher._POLLING_PERIOD_SECS = before

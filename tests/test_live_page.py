@@ -127,23 +127,48 @@ def test_grid_gif_has_one_labelled_frame_per_grid_up_to_the_cap(trained):
 def test_runs_of_different_families_get_their_own_panels_and_one_legend_entry_each(trained):
     series = {name: runs.read_metrics(path) for name, path in trained.items()}
     fig = curves_figure(series, smoothing=0.5, colors={"gan-run": "#111111", "one-run": "#222222"})
+    data, layout = fig["data"], fig["layout"]
     gan_keys = {k for r in series["gan-run"] for k in r} - {"step", "time", "epoch", "images_per_s"}
     one_keys = {k for r in series["one-run"] for k in r} - {"step", "time", "epoch", "images_per_s"}
     assert gan_keys.isdisjoint(one_keys)                           # the families log different metrics
-    panels = {}                                                    # y axis -> (title, runs drawn on it)
-    for trace in fig.data:
-        panels.setdefault(trace.yaxis, set()).add(trace.legendgroup)
+    panels = {}                                                    # y axis -> runs drawn on it
+    for trace in data:
+        panels.setdefault(trace["yaxis"], set()).add(trace["legendgroup"])
     for axis, drawn in panels.items():
-        title = fig.layout["yaxis" + axis[1:]].title.text
+        title = layout["yaxis" + axis[1:]]["title"]["text"]
         assert drawn == ({"gan-run"} if title in gan_keys else {"one-run"}), title
-    assert sorted(t.legendgroup for t in fig.data if t.showlegend) == ["gan-run", "one-run"]
-    assert {t.line.color for t in fig.data if t.legendgroup == "gan-run"} == {"#111111"}
-    for trace in fig.data:
-        if trace.meta:                                             # a smoothed line names its raw line
-            raw = fig.data[trace.meta["raw"]]
-            assert raw.x == trace.x and raw.legendgroup == trace.legendgroup and raw.opacity < 1
-    assert all(fig.layout[a].title.text == "step" for a in fig.layout if a.startswith("xaxis"))
-    assert fig.layout.hovermode == "x unified" and fig.layout.modebar.orientation == "v"
+    assert len(panels) == len(gan_keys) + len(one_keys)
+    assert sorted(t["legendgroup"] for t in data if t["showlegend"]) == ["gan-run", "one-run"]
+    assert {t["line"]["color"] for t in data if t["legendgroup"] == "gan-run"} == {"#111111"}
+    for trace in data:
+        if "meta" in trace:                                        # a smoothed line names its raw line
+            raw = data[trace["meta"]["raw"]]
+            assert raw["x"] == trace["x"] and raw["legendgroup"] == trace["legendgroup"] and raw["opacity"] < 1
+    assert all(layout[a]["title"]["text"] == "step" for a in layout if a.startswith("xaxis"))
+    assert layout["hovermode"] == "x unified" and layout["modebar"]["orientation"] == "v"
+    domains = [layout[a]["domain"] for a in layout if a.startswith("yaxis")]
+    assert all(0 <= low < high <= 1 for low, high in domains)      # every panel on the page, none overlapping
+    boxes = [(tuple(layout["x" + a[1:]]["domain"]), tuple(layout[a]["domain"])) for a in layout if a.startswith("yaxis")]
+    assert len(set(boxes)) == len(boxes)
+
+
+def test_the_curves_route_serves_run_folders_of_the_runs_root_and_nothing_else(tmp_path, trained):
+    from starlette.applications import Starlette
+    from starlette.testclient import TestClient
+    from genlab.dashboard import curves_route
+    root = tmp_path / "runs"
+    for name, path in trained.items():
+        shutil.copytree(path, root / name)
+    (tmp_path / "outside").mkdir()
+    shutil.copytree(trained["gan-run"], tmp_path / "outside" / "run")
+    (root / "linked").symlink_to(tmp_path / "outside" / "run")
+    client = TestClient(Starlette(routes=[curves_route(Settings(runs_root=root))]))
+    ok = client.get("/genlab-curves?runs=gan-run,one-run&v=1")
+    assert ok.status_code == 200 and ok.headers["content-type"] == "application/json"
+    assert {t["legendgroup"] for t in ok.json()["data"]} == {"gan-run", "one-run"}
+    for runs_query in ["..", "../runs/gan-run", ".genlab", "%2Fetc", "gan-run,x%00y", "linked", "",
+                       ",".join(["gan-run"] * 9), "gan-run,nope"]:
+        assert client.get(f"/genlab-curves?runs={runs_query}").status_code == 404, runs_query
 
 
 def test_run_names_lists_run_folders_newest_first(tmp_path, trained):
@@ -166,13 +191,18 @@ def live_page(query: dict) -> AppTest:
 def test_served_page_sends_every_grid_of_every_run_to_one_client_side_slider(runs_root, trained, monkeypatch):
     monkeypatch.setenv("GENLAB_PLOTLY_JS", "/genlab-assets/plotly.min.js")
     monkeypatch.setenv("GENLAB_SAMPLES_URL", "/genlab-runs")
+    monkeypatch.setenv("GENLAB_CURVES_URL", "/genlab-curves")
     for name, path in trained.items():
         shutil.copytree(path, runs_root / name)
     at = live_page({"run": "gan-run", "overlay": "one-run", "smooth": "0.9", "logy": "1", "step": "2"})
     assert not at.exception
     payloads = [json.loads(c.proto.json) for c in at.get("bidi_component")]
-    [curves] = [p for p in payloads if "figure" in p]
+    [curves] = [p for p in payloads if "url" in p]
     [grids] = [p for p in payloads if "runs" in p]
+    [status] = [p for p in payloads if "header" in p]
+    assert curves["poll"] == grids["poll"] == status["poll"] == "/genlab-live?runs=gan-run,one-run"   # one poll
+    assert status["header"]["name"] == "gan-run" and status["header"]["badge"] == "finished"
+    assert not at.get("progress")                     # the status line is the browser's, updated by the poll
     assert (curves["smoothing"], curves["log_y"]) == (0.9, True)
     assert grids["step"] == 2 and [r["name"] for r in grids["runs"]] == ["gan-run", "one-run"]
     assert grids["query"] == {"run": "gan-run", "overlay": "one-run"}          # the browser keeps them in the URL
@@ -180,7 +210,10 @@ def test_served_page_sends_every_grid_of_every_run_to_one_client_side_slider(run
     gan = grids["runs"][0]
     assert [step for step, _ in gan["frames"]] == [0, 1, 2, 3, 6]
     assert gan["frames"][0][1].startswith("/genlab-runs/gan-run/samples/step_000000.png?v=")
-    figure = json.loads(curves["figure"])
+    from starlette.applications import Starlette
+    from starlette.testclient import TestClient
+    from genlab.dashboard import curves_route
+    figure = TestClient(Starlette(routes=[curves_route(Settings(runs_root=runs_root))])).get(curves["url"]).json()
     colors = {t["legendgroup"]: t["line"]["color"] for t in figure["data"]}
     assert colors == {"gan-run": RUN_COLORS[0], "one-run": RUN_COLORS[1]}      # the same colours as the grids
     assert not at.get("image") and not at.get("plotly_chart")
@@ -203,3 +236,62 @@ def test_new_runs_appear_in_the_pickers_and_a_bad_url_is_one_line(runs_root, tra
     assert not at.exception
     assert at.query_params["overlay"] == "one-run" and at.query_params["run"] == "gan-run"
     assert len(at.get("image")) == 2                                           # both runs' grids, side by side
+
+
+def test_the_curves_url_changes_exactly_when_a_metrics_file_does(tmp_path, trained):
+    from genlab.dashboard import curves_url, metrics_signature
+    run_dir = tmp_path / "run"
+    shutil.copytree(trained["gan-run"], run_dir)
+    first = curves_url(metrics_signature([run_dir]), "/genlab-curves")
+    assert curves_url(metrics_signature([run_dir]), "/genlab-curves") == first
+    with open(run_dir / "metrics.jsonl", "a") as f:
+        f.write('{"step": 99, "loss/d": 1.0}\n')
+    assert curves_url(metrics_signature([run_dir]), "/genlab-curves") != first
+
+
+def test_the_live_poll_answers_for_run_folders_only_and_304_while_nothing_changed(tmp_path, trained):
+    from starlette.applications import Starlette
+    from starlette.testclient import TestClient
+    from genlab.live_view import live_route
+    root = tmp_path / "runs"
+    for name, path in trained.items():
+        shutil.copytree(path, root / name)
+    client = TestClient(Starlette(routes=[live_route(Settings(runs_root=root))]))
+    first = client.get("/genlab-live?runs=gan-run,one-run")
+    assert first.status_code == 200 and first.headers["etag"]
+    live = first.json()
+    assert live["header"]["name"] == "gan-run" and live["header"]["text"].startswith("step 6 / 6")
+    assert [r["name"] for r in live["runs"]] == ["gan-run", "one-run"]
+    assert [step for step, _ in live["runs"][0]["frames"]] == [0, 1, 2, 3, 6]
+    assert live["curves"].startswith("/genlab-curves?runs=gan-run%2Cone-run&v=")
+    same = client.get("/genlab-live?runs=gan-run,one-run", headers={"If-None-Match": first.headers["etag"]})
+    assert same.status_code == 304 and not same.content
+    with open(root / "gan-run" / "metrics.jsonl", "a") as f:      # a new metric line: a new answer
+        f.write('{"step": 7, "loss/d": 1.0}\n')
+    changed = client.get("/genlab-live?runs=gan-run,one-run", headers={"If-None-Match": first.headers["etag"]})
+    assert changed.status_code == 200 and changed.json()["curves"] != live["curves"]
+    (root / "gan-run" / "metrics.jsonl").unlink()                  # no metrics: no curves to load
+    assert client.get("/genlab-live?runs=gan-run").json()["curves"] is None
+    for runs_query in ["..", ".genlab", "%2Fetc", "gan-run,..%2F..", ",".join(["gan-run"] * 9), "nope", ""]:
+        assert client.get(f"/genlab-live?runs={runs_query}").status_code == 404, runs_query
+
+
+def test_the_page_key_changes_when_the_page_must_be_redrawn(tmp_path, trained):
+    from genlab.live_view import header, page_key
+    root = tmp_path / "runs"
+    shutil.copytree(trained["gan-run"], root / "gan-run")
+    run_dir = root / "gan-run"
+
+    def key():
+        return page_key([run_dir], root, header(run_dir)["key"])
+    (run_dir / "metrics.jsonl").write_text("")                    # the file exists before its first line
+    empty = key()
+    assert key() == empty                                          # nothing changed, no rerun
+    (run_dir / "metrics.jsonl").write_text('{"step": 1, "loss/d": 1.0}\n')
+    first_line = key()
+    assert first_line != empty                                     # the curves replace "no metrics yet"
+    with open(run_dir / "metrics.jsonl", "a") as f:                # later lines come by the poll alone
+        f.write('{"step": 2, "loss/d": 1.0}\n')
+    assert key() == first_line
+    shutil.copytree(trained["one-run"], root / "one-run")          # a new run for the pickers
+    assert key() != first_line

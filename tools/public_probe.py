@@ -56,7 +56,10 @@ def probe(url: str, scratch: Path) -> list[str]:
                  f"/explorer/gradio_api/file={shipped}", "/app/static/../../../etc/passwd", "/..%2f..%2fetc/passwd",
                  # the Live page's grid route: run folders of the runs root only, PNG grids only
                  "/genlab-runs/..%2f..%2fetc/samples/step_000000.png", "/genlab-runs/x/samples/..%2f..%2fconfig.json",
-                 "/genlab-runs/.genlab/samples/step_000000.png", "/genlab-runs/x/samples/%2fetc%2fpasswd"]:
+                 "/genlab-runs/.genlab/samples/step_000000.png", "/genlab-runs/x/samples/%2fetc%2fpasswd",
+                 # the Live page's curves route: run folders of the runs root only
+                 "/genlab-curves?runs=..", "/genlab-curves?runs=..%2f..%2fetc", "/genlab-curves?runs=.genlab",
+                 "/genlab-curves?runs=%2fetc", "/genlab-curves?runs=x%00y", "/genlab-curves?runs=" + ",".join("x" * 9)]:
         status = get(url + path)
         print(f"GET {path}: {status}")
         failures += [] if status in (400, 403, 404, "page") else [f"GET {path}"]
