@@ -2,8 +2,9 @@
 
     python -m tools.screenshots --data-root ../shared/data [--out docs/images]
 
-Starts `genlab serve` on a fresh runs root, starts a DCGAN and a VAE run on MNIST, pauses the DCGAN
-after a few hundred steps and takes a G-only manual step, then shoots the Live page (paused, the VAE
+Starts `genlab serve` on a fresh runs root, starts a DCGAN and a VAE run on MNIST, shoots the home,
+Train and Live pages while they train, pauses the DCGAN after a few hundred steps and takes a G-only
+manual step, then shoots the Live page (paused, the VAE
 overlaid; then scrolled to both runs' grids and their config differences) and the latent explorer (the shipped cGAN, then the paused run); stops both
 runs at the end. Needs Debian's chromium and Playwright.
 """
@@ -62,13 +63,20 @@ def main(argv: list[str] | None = None) -> int:
                                label={"name": "a VAE beside it", "note": ""})
         started += [gan, vae]
         wait_for(lambda: (runs.read_status(gan).get("step") or 0) >= 300, 900, "300 DCGAN steps")
-        runner.pause_run(gan, settings)
-        wait_for(lambda: runs.is_paused(runs.read_status(gan)), 60, "the pause")
-        runner.step_run(gan, settings, phases=["G"], k=1)
-        wait_for(lambda: runs.read_status(gan).get("partial_steps"), 60, "the G-only step")
         args.out.mkdir(parents=True, exist_ok=True)
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+            for width, height in SIZES:                       # mid-training
+                page = browser.new_page(viewport={"width": width, "height": height})
+                shoot(page, url, "genlab runs", args.out / f"home-{width}x{height}.png", settle=3)
+                shoot(page, f"{url}/Train", "Start training", args.out / f"train-{width}x{height}.png", settle=3)
+                shoot(page, f"{url}/Live_run?run={gan.name}", "Sample grids", args.out / f"live-{width}x{height}.png",
+                      scroll_to="Sample grids")
+                page.close()
+            runner.pause_run(gan, settings)
+            wait_for(lambda: runs.is_paused(runs.read_status(gan)), 60, "the pause")
+            runner.step_run(gan, settings, phases=["G"], k=1)
+            wait_for(lambda: runs.read_status(gan).get("partial_steps"), 60, "the G-only step")
             for width, height in SIZES:
                 page = browser.new_page(viewport={"width": width, "height": height})
                 shoot(page, f"{url}/Live_run?run={gan.name}&overlay={vae.name}", "Step by step",
@@ -88,7 +96,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"could not stop {run_dir.name}: {error}", file=sys.stderr)
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
-    for path in [args.out / f"{kind}-{w}x{h}.png" for kind in ("live-paused", "compare", "explorer") for w, h in SIZES]:
+    for path in [args.out / f"{kind}-{w}x{h}.png" for kind in ("home", "train", "live", "live-paused", "compare", "explorer")
+                 for w, h in SIZES]:
         print(f"{path}  {path.stat().st_size / 1024:.0f} KB")
     return 0
 
