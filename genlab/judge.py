@@ -28,6 +28,7 @@ JUDGE_FORMAT = "genlab-judge-1"              # cards name their data set
 OLD_JUDGE_FORMAT = "genlab-mnist-judge-1"    # the first MNIST judge's card (no data set: MNIST)
 CHECKPOINTS = Path(__file__).resolve().parents[1] / "checkpoints"
 JUDGED_DATASETS = ("mnist", "fashion")       # 28x28 grayscale, 10 classes
+JUDGE_WIDTHS = {"mnist": 32, "fashion": 64}  # channels of the first conv (Fashion-MNIST is harder)
 FEATURE_DIM = 128
 
 
@@ -44,16 +45,19 @@ class JudgeError(RuntimeError):
 
 
 class MnistJudge(nn.Module):
-    """x (B, 1, 28, 28) in [-1, 1] -> 3x(conv 3x3, BN, ReLU, pool) -> FC 128 (features) -> FC 10 (logits);
-    the judge of every 28x28 grayscale data set (MNIST, Fashion-MNIST), each with its own weights."""
+    """x (B, 1, 28, 28) in [-1, 1] -> 3x(conv 3x3, BN, ReLU, pool; w, 2w, 4w channels) -> FC 128 (features)
+    -> FC 10 (logits); the judge of every 28x28 grayscale data set (MNIST: w = 32, Fashion-MNIST: w = 64),
+    each with its own weights."""
 
-    def __init__(self):
+    def __init__(self, width: int = 32):
         super().__init__()
         def block(c_in, c_out):
             return [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(True),
                     nn.MaxPool2d(2)]
-        self.body = nn.Sequential(*block(1, 32), *block(32, 64), *block(64, 128), nn.Flatten(),  # (B, 128*3*3)
-                                  nn.Dropout(0.2), nn.Linear(128 * 3 * 3, FEATURE_DIM, bias=False),
+        self.width = width
+        self.body = nn.Sequential(*block(1, width), *block(width, 2 * width), *block(2 * width, 4 * width),
+                                  nn.Flatten(),                                                  # (B, 4w*3*3)
+                                  nn.Dropout(0.2), nn.Linear(4 * width * 3 * 3, FEATURE_DIM, bias=False),
                                   nn.BatchNorm1d(FEATURE_DIM), nn.ReLU(True))                   # (B, 128)
         self.head = nn.Sequential(nn.Dropout(0.2), nn.Linear(FEATURE_DIM, 10))                  # (B, 10)
 
@@ -107,8 +111,11 @@ def load_judge(path: str | Path | None = None, device: str | torch.device = "cpu
     header.setdefault("dataset", "mnist")
     if dataset is not None and header["dataset"] != dataset:
         raise JudgeError(f"{path} judges {header['dataset']}, not {dataset}")
-    judge = MnistJudge()
-    judge.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in weights.items()})
+    judge = MnistJudge(int(header.get("width", 32)))
+    try:
+        judge.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in weights.items()})
+    except RuntimeError as error:
+        raise JudgeError(f"{path} does not hold the judge its card describes: {str(error)[:200]}") from None
     judge.header = header
     return judge.to(device).eval().requires_grad_(False)
 
@@ -150,7 +157,7 @@ def train_judge(data_root: str | Path, out: str | Path | None = None, epochs: in
     config = TrainConfig(dataset=dataset, data_root=str(data_root))
     train_data, test_data = load_dataset(config, "train"), load_dataset(config, "test")
     x_train, y_train = to_signed(train_data.images), train_data.labels                # (60000, 1, 28, 28)
-    judge = MnistJudge()
+    judge = MnistJudge(JUDGE_WIDTHS[dataset])
     steps_per_epoch = math.ceil(len(x_train) / batch_size)
     optimizer = torch.optim.Adam(judge.parameters(), lr=3e-3)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=3e-3, total_steps=epochs * steps_per_epoch)
@@ -182,7 +189,9 @@ def train_judge(data_root: str | Path, out: str | Path | None = None, epochs: in
             "epochs": epochs, "batch_size": batch_size, "seed": seed, "feature_dim": FEATURE_DIM,
             "train_seconds": round(time.time() - started, 1), "torch": torch.__version__,
             "augmentation": "shifts of up to 2 px" + (", left-right flips" if dataset == "fashion" else ""),
-            "architecture": "3x(conv3x3 32/64/128, BN, ReLU, maxpool) -> fc128 (features) -> fc10",
+            "width": judge.width,
+            "architecture": f"3x(conv3x3 {judge.width}/{2 * judge.width}/{4 * judge.width}, BN, ReLU, maxpool) "
+                            f"-> fc128 (features) -> fc10",
             "input": "(B, 1, 28, 28) float in [-1, 1]"}
     save_judge(judge, out, card)
     return card

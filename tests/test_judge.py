@@ -30,6 +30,10 @@ def test_a_judge_is_loaded_only_for_its_own_data_set(tmp_path):
         load_judge(path, dataset="mnist")
     found, reason = try_judge(path, (1, 28, 28), "cpu", "mnist")
     assert found is None and "not mnist" in reason
+    wide = tmp_path / "wide.safetensors"                          # weights of another width than the card says
+    save_judge(MnistJudge(width=64), wide, {"format": JUDGE_FORMAT, "dataset": "fashion", "width": 32})
+    with pytest.raises(JudgeError, match="does not hold the judge its card describes"):
+        load_judge(wide, dataset="fashion")
 
 
 def test_every_data_set_gets_its_own_judge_or_a_reason(tmp_path):
@@ -74,3 +78,18 @@ def test_shipped_fashion_judge_is_accurate_and_real_vs_real_fid_is_small():
     floor = fid_from_features(train_features, features)
     upside_down = fid_from_features(train_features, judge_outputs(judge, test.images[:3000].flip(2))[0])
     assert floor < 0.05 * upside_down
+
+
+@pytest.mark.slow
+@fashion_installed
+def test_a_fashion_run_is_quick_evaluated_by_the_fashion_judge(tmp_path):
+    from genlab import load, train
+    from genlab.eval import TrainingEvaluator
+    from helpers import tiny_config
+    from picks import GAN_PAIR
+    config = tiny_config(GAN_PAIR, dataset="fashion", data_root=str(tmp_path), steps=1, max_images=256)
+    train(config, tmp_path / "run")
+    evaluator = TrainingEvaluator(config["train"], num_samples=200)
+    logged = evaluator(load(tmp_path / "run"))
+    assert evaluator.judge.header["dataset"] == "fashion"
+    assert {"eval/fid", "eval/coverage"} <= set(logged)
