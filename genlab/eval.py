@@ -78,7 +78,7 @@ def evaluate_checkpoint(source: str | Path, data_root: str | None = None, metric
     if not train_config:
         raise CheckpointError(f"{source}: the checkpoint does not record its data set (no train_config)")
     train_data, test_data = load_splits(train_config, data_root)
-    judge, judge_reason = try_judge(judge_path, test_data.images.shape[1:], device)
+    judge, judge_reason = try_judge(judge_path, test_data.images.shape[1:], device, train_config.get("dataset", "mnist"))
     context = EvalContext(model=model, train_images=train_data.images, test_images=test_data.images,
                           test_labels=test_data.labels, judge=judge, num_samples=num_samples, seed=seed,
                           iwae_k=iwae_k, iwae_images=iwae_images, elbo_images=elbo_images,
@@ -101,7 +101,8 @@ def evaluate_checkpoint(source: str | Path, data_root: str | None = None, metric
             "step": header.get("step"), "dataset": train_config.get("dataset"),
             "settings": {"num_samples": num_samples, "seed": seed, "iwae_k": iwae_k, "iwae_images": iwae_images,
                          "elbo_images": elbo_images or len(test_data), "device": str(device)},
-            "judge": ({"test_accuracy": judge.header.get("test_accuracy")} if judge is not None else None),
+            "judge": ({"dataset": judge.header.get("dataset"), "test_accuracy": judge.header.get("test_accuracy")}
+                      if judge is not None else None),
             "results": results, "skipped": skipped, "seconds": round(time.time() - started, 1)}
 
 
@@ -113,13 +114,14 @@ class TrainingEvaluator:
 
     def __init__(self, train_config: dict, data_root: str | None = None, num_samples: int = QUICK_SAMPLES):
         self.train_data, self.test_data = load_splits(train_config, data_root)
+        self.dataset = train_config.get("dataset", "mnist")
         self.num_samples = num_samples
         self.judge = None
         self.real_cache: dict = {}
 
     def __call__(self, model) -> dict[str, float]:
         if self.judge is None:                          # (re)try: the judge may be trained while a run goes on
-            self.judge, _ = try_judge(None, self.test_data.images.shape[1:], model.device)
+            self.judge, _ = try_judge(None, self.test_data.images.shape[1:], model.device, self.dataset)
         context = EvalContext(model=model, train_images=self.train_data.images,
                               test_images=self.test_data.images[:self.num_samples],
                               test_labels=self.test_data.labels[:self.num_samples], judge=self.judge,
@@ -141,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--iwae-images", type=int, default=1000,
                         help="Test images for the IWAE estimate (default 1000 of 10000: k=1000 on all is slow on a CPU).")
     parser.add_argument("--elbo-images", type=int, help="Test images for the ELBO (default: all).")
-    parser.add_argument("--judge", help="Path of the MNIST judge (default: checkpoints/mnist-judge.safetensors).")
+    parser.add_argument("--judge", help="Path of the data set's judge (default: checkpoints/DATASET-judge.safetensors).")
     parser.add_argument("--inception-weights", help="Local Inception-v3 FID weights for RGB data (torch-fidelity's .pth).")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu).")
     args = parser.parse_args(argv)

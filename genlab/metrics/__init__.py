@@ -1,7 +1,7 @@
 """Measured quality, chosen by capability: a package of metrics in a plain dict registry.
 
   distances.py       the math: FID (Heusel 2017 eq. 6), KID, precision/recall, histograms, KL, Hungarian
-  features.py        the feature extractors: the frozen MNIST judge, Inception-v3
+  features.py        the feature extractors: the frozen judge of each data set (MNIST, Fashion-MNIST), Inception-v3
   registry.py        Metric, METRICS, register_metric, EvalContext (what a metric reads)
   sample_quality.py  fid, kid, precision_recall, mode_coverage, judge_accuracy, inception_fid
   likelihood.py      elbo, iwae: nats per image and bits/dim of anything with `nll`
