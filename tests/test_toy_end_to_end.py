@@ -59,7 +59,7 @@ def test_the_toy_trains_and_a_resumed_run_continues(run):
 
 # ---------------------------------------------------------------- evaluate
 def expected_metrics(model, judged: bool) -> set:
-    """The metrics the toy's capabilities select on 28x28 grayscale data the judge reads."""
+    """The metrics the toy's capabilities select on 28x28 grayscale data, with a judge or without."""
     names = {"fid", "kid", "precision_recall", "mode_coverage"} if judged else set()
     if judged and has_classes(model):
         names.add("judge_accuracy")
@@ -71,20 +71,28 @@ def expected_metrics(model, judged: bool) -> set:
 
 
 def test_evaluation_runs_the_metrics_its_capabilities_select(run):
-    from genlab.eval import TrainingEvaluator, evaluate_checkpoint
-    from genlab.metrics import METRICS
+    from genlab.eval import TrainingEvaluator, evaluate_checkpoint, load_splits
+    from genlab.judge import load_judge
+    from genlab.metrics import METRICS, EvalContext, applicable, evaluate, quick_log
     report = evaluate_checkpoint(run, num_samples=200, seed=1)
     model = genlab.load(run)
     assert not (isinstance(model, HasLikelihood) or has_classes(model) or isinstance(model, HasCodes))
-    assert report["judge"] is not None, report["skipped"]             # the shipped judge reads synthetic 28x28
-    assert set(report["results"]) == expected_metrics(model, judged=True) == \
-        {"fid", "kid", "precision_recall", "mode_coverage"}
-    assert report["model"] == toy_model.NAME and report["step"] == 6
-    quick = TrainingEvaluator(model.checkpoint_header["train_config"], num_samples=200)(model)
-    declared = {key for name in report["results"] if METRICS[name].quick for key in METRICS[name].log_keys.values()}
+    # Synthetic blobs are no data set's digits: no judge reads them, and the report says why.
+    assert report["judge"] is None and "no judge for synthetic" in report["skipped"]["judge metrics"]
+    assert set(report["results"]) == expected_metrics(model, judged=False)
+    assert TrainingEvaluator(model.checkpoint_header["train_config"], num_samples=200)(model) == {}
+    # Handed a judge (MNIST's), the toy's capabilities select the judged metrics, and they run.
+    train_data, test_data = load_splits(model.checkpoint_header["train_config"])
+    context = EvalContext(model=model, train_images=train_data.images, test_images=test_data.images,
+                          test_labels=test_data.labels, judge=load_judge(), num_samples=200, seed=1)
+    selected = set(applicable(context)) - {"inception_fid"}
+    assert selected == expected_metrics(model, judged=True) == {"fid", "kid", "precision_recall", "mode_coverage"}
+    results = evaluate(context, sorted(selected))
+    quick = quick_log(context)
+    declared = {key for name in results if METRICS[name].quick for key in METRICS[name].log_keys.values()}
     assert "eval/fid" in quick and set(quick) == declared               # the quick keys the registry declares
     assert all(math.isfinite(value) for value in quick.values())
-    for name, values in report["results"].items():
+    for name, values in results.items():
         for key, value in values.items():
             if isinstance(value, float):
                 assert math.isfinite(value), (name, key)
