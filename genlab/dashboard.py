@@ -160,9 +160,7 @@ def metrics_signature(run_dirs: list[Path]) -> tuple:
 def cached_curves(signature: tuple, smoothing: float, log_y: bool) -> dict | None:
     """curves_figure for these metric files, built once per version of them (shared by every open tab);
     each run keeps the colour of its place in the signature (the page's run first, then the overlays)."""
-    series = {Path(run_dir).name: runs.read_metrics(Path(run_dir)) for run_dir, _, _ in signature}
-    colors = {name: RUN_COLORS[i % len(RUN_COLORS)] for i, name in enumerate(series)}
-    return curves_figure(series, smoothing, log_y, colors) if any(series.values()) else None
+    return curves_figure_for(signature, smoothing, log_y)
 
 
 @st.cache_resource(max_entries=64, show_spinner=False)
@@ -178,11 +176,12 @@ def cached_curves_json(signature: tuple) -> tuple[bytes, int] | None:
         figure["layout"]["height"]
 
 
-def curves_figure_for(signature: tuple) -> dict | None:
-    """The figure of a metrics_signature with no smoothing (the browser smooths)."""
+def curves_figure_for(signature: tuple, smoothing: float = 0.0, log_y: bool = False) -> dict | None:
+    """The figure of a metrics_signature (None before any metric line), one colour per run in order;
+    no smoothing by default (the browser smooths)."""
     series = {Path(run_dir).name: runs.read_metrics(Path(run_dir)) for run_dir, _, _ in signature}
     colors = {name: RUN_COLORS[i % len(RUN_COLORS)] for i, name in enumerate(series)}
-    return curves_figure(series, 0.0, False, colors) if any(series.values()) else None
+    return curves_figure(series, smoothing, log_y, colors) if any(series.values()) else None
 
 
 def curves_url(signature: tuple, prefix: str) -> str:

@@ -93,3 +93,16 @@ def copy_run(source: Path, root: Path, name: str, **status) -> Path:
     if status:
         runs.atomic_write_json(run_dir / "status.json", dict(runs.read_json(run_dir / "status.json"), **status))
     return run_dir
+
+
+def assert_judge_reads_its_test_set(judge, train, test, min_accuracy: float) -> None:
+    """A shipped judge: its accuracy on the whole test split, and a real-vs-real FID (3k train vs the test
+    split) far below that of upside-down test images."""
+    from genlab.judge import judge_outputs
+    from genlab.metrics.distances import fid_from_features
+    features, logits = judge_outputs(judge, test.images)
+    assert (logits.argmax(1) == test.labels).float().mean().item() >= min_accuracy
+    train_features, _ = judge_outputs(judge, train.images[:3000])
+    floor = fid_from_features(train_features, features)
+    upside_down = fid_from_features(train_features, judge_outputs(judge, test.images[:3000].flip(2))[0])
+    assert floor < 0.05 * upside_down

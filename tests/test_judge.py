@@ -64,20 +64,13 @@ def test_the_command_names_a_missing_or_foreign_judge_in_one_line(tmp_path, caps
 def test_shipped_fashion_judge_is_accurate_and_real_vs_real_fid_is_small():
     from genlab.config import TrainConfig
     from genlab.data import load_dataset
-    from genlab.judge import judge_outputs
-    from genlab.metrics.distances import fid_from_features
+    from helpers import assert_judge_reads_its_test_set
     judge = load_judge(dataset="fashion")
     assert judge.header["test_accuracy"] >= 0.93
     card = json.loads(judge_path("fashion").with_suffix(".json").read_text())
     assert card["dataset"] == "fashion" and card["test_accuracy"] == judge.header["test_accuracy"]
     config = TrainConfig(dataset="fashion", data_root="/nonexistent-genlab-root")     # the Debian package
-    test, train = load_dataset(config, "test"), load_dataset(config, "train")
-    features, logits = judge_outputs(judge, test.images)
-    assert (logits.argmax(1) == test.labels).float().mean().item() >= 0.93
-    train_features, _ = judge_outputs(judge, train.images[:3000])
-    floor = fid_from_features(train_features, features)
-    upside_down = fid_from_features(train_features, judge_outputs(judge, test.images[:3000].flip(2))[0])
-    assert floor < 0.05 * upside_down
+    assert_judge_reads_its_test_set(judge, load_dataset(config, "train"), load_dataset(config, "test"), 0.93)
 
 
 @pytest.mark.slow
