@@ -69,7 +69,8 @@ def markdown_report(report: dict) -> str:
 def evaluate_checkpoint(source: str | Path, data_root: str | None = None, metrics: list[str] | None = None,
                         num_samples: int = 10000, seed: int = 0, iwae_k: int = 1000, iwae_images: int = 1000,
                         elbo_images: int | None = None, judge_path: str | None = None,
-                        inception_weights: str | None = None, device: str = "cpu") -> dict:
+                        inception_weights: str | None = None, device: str = "cpu",
+                        binarize_seeds: tuple = (0,)) -> dict:
     """Load a checkpoint, run the metrics that apply (or those named) and return the report dict."""
     started = time.time()
     model = load(source, device)
@@ -82,7 +83,7 @@ def evaluate_checkpoint(source: str | Path, data_root: str | None = None, metric
     context = EvalContext(model=model, train_images=train_data.images, test_images=test_data.images,
                           test_labels=test_data.labels, judge=judge, num_samples=num_samples, seed=seed,
                           iwae_k=iwae_k, iwae_images=iwae_images, elbo_images=elbo_images,
-                          inception_weights=inception_weights)
+                          inception_weights=inception_weights, binarize_seeds=tuple(binarize_seeds))
     skipped = {}
     if metrics is None:
         metrics = applicable(context)
@@ -100,7 +101,8 @@ def evaluate_checkpoint(source: str | Path, data_root: str | None = None, metric
     return {"source": str(source), "checkpoint": str(resolve(source)), "model": header["model"],
             "step": header.get("step"), "dataset": train_config.get("dataset"),
             "settings": {"num_samples": num_samples, "seed": seed, "iwae_k": iwae_k, "iwae_images": iwae_images,
-                         "elbo_images": elbo_images or len(test_data), "device": str(device)},
+                         "elbo_images": elbo_images or len(test_data), "device": str(device),
+                         "binarize_seeds": list(binarize_seeds)},
             "judge": ({"dataset": judge.header.get("dataset"), "test_accuracy": judge.header.get("test_accuracy")}
                       if judge is not None else None),
             "results": results, "skipped": skipped, "seconds": round(time.time() - started, 1)}
@@ -143,15 +145,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--iwae-images", type=int, default=1000,
                         help="Test images for the IWAE estimate (default 1000 of 10000: k=1000 on all is slow on a CPU).")
     parser.add_argument("--elbo-images", type=int, help="Test images for the ELBO (default: all).")
+    parser.add_argument("--binarize-seeds", default="0", help="Bernoulli likelihoods: comma-separated seeds of the "
+                        "test set's binarization; the IWAE bound is averaged over them, each one reported (default 0).")
     parser.add_argument("--judge", help="Path of the data set's judge (default: checkpoints/DATASET-judge.safetensors).")
     parser.add_argument("--inception-weights", help="Local Inception-v3 FID weights for RGB data (torch-fidelity's .pth).")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu).")
     args = parser.parse_args(argv)
     metrics = [m.strip() for m in args.metrics.split(",")] if args.metrics else None
     try:
+        binarize_seeds = tuple(int(s) for s in args.binarize_seeds.split(","))
+    except ValueError:
+        parser.exit(2, f"genlab.eval: error: --binarize-seeds takes integers separated by commas, "
+                       f"not {args.binarize_seeds!r}\n")
+    try:
         report = evaluate_checkpoint(args.source, args.data_root, metrics, args.samples, args.seed, args.iwae_k,
                                      args.iwae_images, args.elbo_images, args.judge, args.inception_weights,
-                                     args.device)
+                                     args.device, binarize_seeds)
     except (CheckpointError, ConfigError, DataError, ValueError) as error:
         parser.exit(2, f"genlab.eval: error: {error}\n")
     except RuntimeError as error:                       # InceptionUnavailable and friends: a clear message

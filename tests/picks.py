@@ -3,7 +3,7 @@ tiny build has a capability. Shared tests name a model through these, so a new f
 file and the tests stay true (the picks move with the registry)."""
 from __future__ import annotations
 
-from genlab.models import MODELS, HasCodes, HasEncoder, HasTrajectory, build_model, has_classes
+from genlab.models import MODELS, HasCodes, HasEncoder, HasLikelihood, HasTrajectory, build_model, has_classes
 
 
 def pick(wanted, what: str) -> str:
@@ -28,3 +28,6 @@ GAN_PAIR = pick(lambda m: _optimizers(m) == 2 and bool(m.training_only) and not 
 CONDITIONAL = pick(has_classes, "that is class-conditional")
 WITH_CODES = pick(lambda m: isinstance(m, HasCodes), "that infers latent codes")
 WITH_ENCODER = pick(lambda m: isinstance(m, HasEncoder), "with an encoder")
+# A likelihood over binary pixels (a Bernoulli decoder): scored on binarized test images.
+BINARY_LIKELIHOOD = pick(lambda m: isinstance(m, HasLikelihood) and getattr(m.config, "likelihood", "") == "bernoulli",
+                         "with a likelihood over binary pixels")

@@ -158,10 +158,14 @@ def test_export_tool_writes_weights_grid_and_a_card_by_capability(tmp_path):
                   "model": MODELS[name].tiny}, run)
     (run / "eval.json").write_text(json.dumps({"results": {"fid": {"fid": 12.5, "fid_floor": 0.5}}}))
     out = tmp_path / "out"
-    export_tool().main(["--models", name, "--run", f"{name}={run}", "--out", str(out)])
-    weights = out / f"mnist-{name}.safetensors"
+    export_tool().main(["--models", "--run", f"synthetic-{name}-small={run}", "--out", str(out)])
+    weights = out / f"synthetic-{name}-small.safetensors"
     model = genlab.load(weights)
     assert model.checkpoint_header["dropped"] == list(MODELS[name].training_only)
-    card = (out / f"mnist-{name}.md").read_text()
+    card = (out / f"synthetic-{name}-small.md").read_text()
     assert f"python train.py --model {name}" in card and "judge FID 12.50 (train-vs-test floor 0.50)" in card
-    assert f"drop={tuple(MODELS[name].training_only)!r}" in card and (out / f"mnist-{name}.png").exists()
+    assert "Trained on synthetic data" in card and "synthetic data train split, 2048 images, 1 x 28 x 28" in card
+    assert f"drop={tuple(MODELS[name].training_only)!r}" in card and (out / f"synthetic-{name}-small.png").exists()
+    with pytest.raises(SystemExit, match="must be <dataset>-<model>"):        # the name must say the data set
+        export_tool().main(["--models", "--run", f"mnist-{name}={run}", "--out", str(out)])
+    assert not (out / f"mnist-{name}.safetensors").exists()

@@ -252,6 +252,12 @@ def test_export_drops_the_training_only_parts_and_samples_the_same(name, fields,
                        small.sample(6, torch.Generator().manual_seed(1)))
     for part in full.training_only:
         assert not any(key.startswith(part + ".") for key in small.state_dict())
+    images = full.sample(6, torch.Generator().manual_seed(2))
+    if isinstance(full, HasCodes):                       # the export still reads codes off images: Q(c | x)
+        for key, value in full.infer_codes(images).items():
+            assert torch.equal(value, small.infer_codes(images)[key]), key
+    if isinstance(full, HasEncoder):                     # ... and still encodes them
+        assert all(torch.equal(a, b) for a, b in zip(full.encode(images), small.encode(images)))
 
 
 def test_the_toy_registers_only_inside_its_context():

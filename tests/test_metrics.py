@@ -263,7 +263,8 @@ def test_likelihood_metrics_report_nats_and_bits_per_dim_from_model_nll(toys):
 
 def test_quick_log_gives_the_declared_eval_keys_of_what_applies(toys):
     logs = {name: quick_log(toy_context(model)) for name, model in toys.items()}
-    common = {"eval/fid", "eval/kid_x1000", "eval/precision", "eval/recall", "eval/coverage", "eval/kl_uniform"}
+    common = {"eval/fid", "eval/kid_x1000", "eval/precision", "eval/recall", "eval/coverage", "eval/kl_uniform",
+              "eval/confident"}
     assert set(logs["toy-plain"]) == common
     assert set(logs["toy-likelihood"]) == common | {"eval/elbo", "eval/elbo_bits_per_dim"}
     assert logs["toy-likelihood"]["eval/elbo_bits_per_dim"] == pytest.approx(1.0)
@@ -369,3 +370,26 @@ def test_eval_of_an_rgb_run_reports_why_inception_fid_is_skipped(tmp_path):
     with pytest.raises(SystemExit) as exit_info:
         main([str(run), "--samples", "50", "--metrics", "inception_fid", "--inception-weights", str(weights)])
     assert exit_info.value.code == 2
+
+
+def test_the_confident_share_counts_images_read_above_point_nine():
+    from genlab.metrics.sample_quality import confident_share
+    logits = torch.tensor([[10.0, 0, 0], [0.1, 0, 0], [0, 0, 3.0], [0, 5.0, 0]])   # top p: 1.0, 0.36, 0.91, 0.99
+    assert confident_share(logits) == 0.75 and confident_share(logits, threshold=0.95) == 0.5
+
+
+def test_the_iwae_bound_averages_binarizations_of_the_test_set_and_reports_each():
+    from tests.picks import BINARY_LIKELIHOOD
+    torch.manual_seed(0)
+    model = build_model(BINARY_LIKELIHOOD, dict(MODELS[BINARY_LIKELIHOOD].tiny)).eval()
+    images = torch.randint(0, 256, (12, 1, 28, 28), generator=torch.Generator().manual_seed(1), dtype=torch.uint8)
+    context = lambda seeds: EvalContext(model=model, test_images=images, iwae_k=3, iwae_images=12,   # noqa: E731
+                                        binarize_seeds=seeds)
+    three = evaluate(context((0, 1, 2)), ["iwae"])["iwae"]
+    one = evaluate(context((0,)), ["iwae"])["iwae"]
+    assert len(set(three["nll_by_binarization"])) == 3                   # three different draws of the pixels
+    assert three["nll_by_binarization"][0] == pytest.approx(one["nll"], rel=1e-12)
+    assert three["nll"] == pytest.approx(sum(three["nll_by_binarization"]) / 3, rel=1e-12)
+    assert three["binarization_spread"] == pytest.approx(max(three["nll_by_binarization"])
+                                                         - min(three["nll_by_binarization"]))
+    assert "nll_by_binarization" not in one and three["iwae_images"] == 12

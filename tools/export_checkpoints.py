@@ -1,15 +1,18 @@
 #!/usr/bin/env python
-"""Export trained MNIST runs into checkpoints/: fp16 inference weights, a sample grid and a model card.
+"""Export trained runs into checkpoints/: fp16 inference weights, a sample grid and a model card.
 
     python -m tools.export_checkpoints --runs runs --out checkpoints [--log train_all.log] [--data-root ../shared/data]
+    python -m tools.export_checkpoints --models --run fashion-cgan=runs/fashion-cgan --run mnist-dcgan-r1=runs/r1
 
-For each registered model with a run RUNS/mnist-<model> (or the folder given by --run MODEL=DIR):
-    OUT/mnist-<model>.safetensors   genlab.export_checkpoint(run, ..., half=True, drop=<the model's
-                                    `training_only` sub-networks>, e.g. a GAN's discriminator)
-    OUT/mnist-<model>.png           the fixed sample grid (`model.sample_grid`) drawn from the exported file
-    OUT/mnist-<model>.md            the model card: exact command, steps, wall time, images/s, data, what
-                                    the model can do and what was measured (by capability); its "What it
-                                    shows" section is written by a person who looked
+Each export has a name that starts with its run's data set, NAME = <dataset>-<model>[-<variant>]. By default
+every registered model with a run RUNS/mnist-<model> is exported as mnist-<model>; `--run NAME=DIR` adds
+(or replaces) one:
+    OUT/NAME.safetensors   genlab.export_checkpoint(run, ..., half=True, drop=<the model's
+                           `training_only` sub-networks>, e.g. a GAN's discriminator)
+    OUT/NAME.png           the fixed sample grid (`model.sample_grid`) drawn from the exported file
+    OUT/NAME.md            the model card: exact command, steps, wall time, images/s, data, what the model
+                           can do and what was measured (by capability); its "What it shows" section is
+                           written by a person who looked
 and OUT/examples/mnist-test-<digit>.png, the first MNIST test image of each digit (for VAE encoding).
 A card that exists keeps its "What it shows" section.
 """
@@ -58,11 +61,20 @@ def export_inference(source: str | Path, destination: str | Path) -> Path:
 
 
 def measured(run: Path, model) -> list[str]:
-    """The numbers of RUN/eval.json worth a card line, chosen by what the model can do."""
-    results = runs.read_json(run / "eval.json", {}).get("results", {})
+    """The numbers of RUN/eval.json worth a card line, chosen by what the model can do, with how they were
+    taken (samples, seed, judge)."""
+    report = runs.read_json(run / "eval.json", {})
+    results, settings, judge = report.get("results", {}), report.get("settings", {}), report.get("judge") or {}
     lines = []
     if "fid" in results:
         lines.append(f"judge FID {results['fid']['fid']:.2f} (train-vs-test floor {results['fid']['fid_floor']:.2f})")
+    if "mode_coverage" in results:
+        coverage = results["mode_coverage"]
+        lines.append(f"{coverage['classes_covered']}/{len(coverage['class_histogram'])} classes covered (>= 1% "
+                     f"of samples each), KL to uniform {coverage['kl_to_uniform']:.3f}")
+        if "confident_share" in coverage:
+            lines.append(f"{coverage['confident_share']:.1%} of samples read with confidence > 0.9 (real test "
+                         f"images: {coverage['confident_share_real']:.1%})")
     if has_classes(model) and "judge_accuracy" in results:
         lines.append(f"class accuracy by the judge {results['judge_accuracy']['judge_accuracy']:.1%}")
     if isinstance(model, HasCodes) and "categorical_accuracy" in results:
@@ -72,13 +84,21 @@ def measured(run: Path, model) -> list[str]:
             if name in results and "bits_per_dim" in results[name]:
                 lines.append(f"test NLL ({label}) {results[name]['nll']:.2f} nats, "
                              f"{results[name]['bits_per_dim']:.4f} bits/dim")
+    if lines and settings:
+        where = f"{settings.get('num_samples')} samples, latent seed {settings.get('seed')}"
+        if judge:
+            where += f", the {judge.get('dataset')} judge ({judge.get('test_accuracy', 0):.2%} test accuracy)"
+        lines.append(f"taken from {'this file' if report.get('source', '').endswith('.safetensors') else 'the run'} "
+                     f"by `python -m genlab.eval` on {where}")
     return lines
 
 
-def wall_seconds(log: Path | None, model: str, last: dict) -> str:
-    """The `<model> wall <s> s` line /usr/bin/time wrote for the run, else the training time logged."""
+def wall_seconds(log: Path | None, names: tuple, last: dict) -> str:
+    """The `<name> wall <s> s` line /usr/bin/time wrote for the run (NAME: the model, export or run folder
+    name), else the training time logged."""
     if log and log.exists():
-        found = re.findall(rf"^{model} wall ([\d.]+) s", log.read_text(), flags=re.M)
+        pattern = "|".join(re.escape(name) for name in names)
+        found = re.findall(rf"^(?:{pattern}) wall ([\d.]+) s", log.read_text(), flags=re.M)
         if found:
             return f"{float(found[-1]):.0f} s"
     if last.get("time"):
@@ -95,8 +115,23 @@ def throughput(last: dict, train: dict, speeds: list) -> str:
             f"{max(speeds):.0f} images/s (the CPU was shared)")
 
 
+DATASET_TITLES = {"mnist": "MNIST", "fashion": "Fashion-MNIST", "emoji64": "the emoji64 set",
+                  "celeba64": "CelebA (64x64)", "imagefolder": "an image folder", "synthetic": "synthetic data"}
+
+
+def data_description(train: dict, model_config: dict, data_root: str | None) -> str:
+    """The card's data line: split, image count and shape (the count read from the data set when it loads)."""
+    shape = f"{model_config.get('channels')} x {model_config.get('image_size')} x {model_config.get('image_size')}"
+    try:
+        fields = {k: v for k, v in train.items() if k in {f.name for f in dataclasses.fields(TrainConfig)}}
+        count = f"{len(genlab.load_dataset(TrainConfig(**dict(fields, data_root=data_root or fields.get('data_root'))), 'train'))} images"
+    except Exception as error:                     # noqa: BLE001 - the card says what it could not read
+        count = f"image count not read ({type(error).__name__})"
+    return f"{DATASET_TITLES.get(train.get('dataset'), train.get('dataset'))} train split, {count}, {shape}"
+
+
 def card(model: str, run: Path, weights: Path, log: Path | None, dropped: list, shows: str,
-         finished: bool = True) -> str:
+         finished: bool = True, data_root: str | None = None) -> str:
     """The Markdown model card of one exported checkpoint; what it reports follows the model's capabilities."""
     config = runs.read_json(run / "config.json", {})
     metrics = runs.read_metrics(run)
@@ -114,15 +149,15 @@ def card(model: str, run: Path, weights: Path, log: Path | None, dropped: list, 
     numbers = measured(run, exported)
     return f"""# {weights.stem}
 
-genlab `{model}`: {description} Trained on MNIST by genlab's own `train.py`.
+genlab `{model}`: {description} Trained on {DATASET_TITLES.get(train.get('dataset'), train.get('dataset'))} by genlab's own `train.py`.
 
 | | |
 |---|---|
 | command | `{train_command(run)}` |
 | steps | {steps} (batch {train.get('batch_size')}, {float(last.get('epoch', 0)):.1f} epochs), seed {train.get('seed')} |
-| wall time | {wall_seconds(log, model, last) if finished else f"{last.get('time', 0):.0f} s to step {step}"} (a shared 2-core CPU; other work ran at the same time) |
+| wall time | {wall_seconds(log, (model, weights.stem, run.name), last) if finished else f"{last.get('time', 0):.0f} s to step {step}"} (a shared 2-core CPU; other work ran at the same time) |
 | throughput | {throughput(last, train, speeds)} |
-| data | MNIST train split, 60000 images, 1 x 28 x 28 |
+| data | {data_description(train, config.get('model', {}), data_root)} |
 | final losses | {losses or 'n/a'} |
 | weights | `{weights.name}`, {weights.stat().st_size / 1e6:.1f} MB, {weights_note} |
 | exported with | `genlab.export_checkpoint(run, "{weights.name}", half=True{f", drop={tuple(dropped)!r}" if dropped else ""})` |
@@ -152,17 +187,28 @@ def export_examples(data_root: str, out: Path) -> None:
         Image.fromarray(data.images[index, 0].numpy()).save(out / f"mnist-test-{digit}.png")
 
 
-def export_run(model: str, run: Path, out: Path, log: Path | None, finished: bool) -> Path:
-    """Export one run: inference weights, sample grid and card (keeping a card's "What it shows")."""
-    weights = export_inference(run, out / f"mnist-{model}.safetensors")
-    (out / f"mnist-{model}.png").write_bytes(sample_grid_png(genlab.load(weights)))
-    card_path = out / f"mnist-{model}.md"
+def export_run(name: str, run: Path, out: Path, log: Path | None, finished: bool,
+               data_root: str | None = None) -> Path:
+    """Export one run as OUT/NAME.*: inference weights, sample grid and card (keeping a card's "What it shows")."""
+    model = runs.read_json(run / "config.json", {}).get("train", {}).get("model")
+    weights = export_inference(run, out / f"{name}.safetensors")
+    (out / f"{name}.png").write_bytes(sample_grid_png(genlab.load(weights)))
+    card_path = out / f"{name}.md"
     shows = "(to be written after looking at the grid)"
     if card_path.exists() and SHOWS_MARK in card_path.read_text():
         shows = card_path.read_text().split(SHOWS_MARK, 1)[1].strip()
     dropped = genlab.load(weights).checkpoint_header.get("dropped", [])
-    card_path.write_text(card(model, run, weights, log, dropped, shows, finished=finished))
+    card_path.write_text(card(model, run, weights, log, dropped, shows, finished=finished, data_root=data_root))
     return weights
+
+
+def export_name(name: str, run: Path) -> str:
+    """NAME checked against the run: it must start with the run's data set (`fashion-cgan`, `mnist-dcgan-r1`)."""
+    dataset = runs.read_json(run / "config.json", {}).get("train", {}).get("dataset")
+    if not name.startswith(f"{dataset}-") or not re.fullmatch(r"[a-z0-9][a-z0-9-]*", name):
+        raise SystemExit(f"error: export name {name!r} must be <dataset>-<model>[-<variant>] in lower case, "
+                         f"starting with the run's data set {dataset!r}")
+    return name
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -171,23 +217,25 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default="checkpoints")
     parser.add_argument("--log", default=None, help="the training log with '<model> wall <s> s' lines")
     parser.add_argument("--data-root", default=None, help="MNIST root, to write examples/ (optional)")
-    parser.add_argument("--models", nargs="*", default=sorted(MODELS), help="default: every registered model")
-    parser.add_argument("--run", action="append", default=[], metavar="MODEL=DIR",
-                        help="export this run for MODEL instead of RUNS/mnist-MODEL")
+    parser.add_argument("--models", nargs="*", default=sorted(MODELS),
+                        help="models whose RUNS/mnist-MODEL runs are exported (default: every registered model)")
+    parser.add_argument("--run", action="append", default=[], metavar="NAME=DIR",
+                        help="export the run DIR as NAME (<dataset>-<model>[-<variant>]), e.g. fashion-cgan=runs/x")
     parser.add_argument("--allow-unfinished", action="store_true",
                         help="export a run still training from its latest checkpoint (the card says so)")
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    chosen = dict(item.split("=", 1) for item in args.run)
-    for model in args.models:
-        run = Path(chosen.get(model, Path(args.runs) / f"mnist-{model}"))
+    chosen = {f"mnist-{model}": Path(args.runs) / f"mnist-{model}" for model in args.models}
+    chosen.update((name, Path(folder)) for name, folder in (item.split("=", 1) for item in args.run))
+    for name, run in chosen.items():
         state = runs.read_status(run).get("state")
         if state != "finished" and not (args.allow_unfinished and runs.checkpoint_path(run).exists()):
-            print(f"skip {model}: {run} is {state}")
+            print(f"skip {name}: {run} is {state}")
             continue
-        weights = export_run(model, run, out, Path(args.log) if args.log else None, finished=state == "finished")
-        print(f"{model}: {weights} {weights.stat().st_size / 1e6:.1f} MB")
+        weights = export_run(export_name(name, run), run, out, Path(args.log) if args.log else None,
+                             finished=state == "finished", data_root=args.data_root)
+        print(f"{name}: {weights} {weights.stat().st_size / 1e6:.1f} MB")
     if args.data_root:
         export_examples(args.data_root, out / "examples")
 

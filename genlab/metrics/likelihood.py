@@ -26,12 +26,12 @@ def binarizes(model) -> bool:
     return getattr(model.config, "likelihood", None) == "bernoulli"
 
 
-def test_x01(context: EvalContext, count: int | None) -> torch.Tensor:
-    """The first `count` test images as x in [0, 1]; binary pixels (one fixed draw, seed 0) where the
-    model's likelihood is over binary pixels."""
+def test_x01(context: EvalContext, count: int | None, binarize_seed: int = 0) -> torch.Tensor:
+    """The first `count` test images as x in [0, 1]; binary pixels (one fixed draw, `binarize_seed`) where
+    the model's likelihood is over binary pixels."""
     x01 = context.test_images[:count].float() / 255
     if binarizes(context.model):
-        x01 = torch.bernoulli(x01, generator=torch.Generator().manual_seed(0))
+        x01 = torch.bernoulli(x01, generator=torch.Generator().manual_seed(binarize_seed))
     return x01
 
 
@@ -55,19 +55,28 @@ def summary(nats: torch.Tensor, dims: int) -> dict:
                  "image and bits/dim.", cost="low", quick=True,
                  log_keys={"elbo": "eval/elbo", "bits_per_dim": "eval/elbo_bits_per_dim"})
 def metric_elbo(context: EvalContext) -> dict:
-    x01 = test_x01(context, context.elbo_images)
+    x01 = test_x01(context, context.elbo_images, context.binarize_seeds[0])
     nats = nll_per_image(context, x01, k=1, per_batch=context.batch_size, offset=7)
     values = summary(nats, x01[0].numel())
     return {"elbo": -values["nll"], **values, "elbo_images": len(nats)}
 
 
 @register_metric("iwae", has_likelihood, "Likelihood models: the importance-weighted bound on -log p(x) "
-                 "(Burda 2015 eq. 8, model.nll with k samples), in nats per image and bits/dim.", cost="high")
+                 "(Burda 2015 eq. 8, model.nll with k samples), in nats per image and bits/dim; averaged over "
+                 "the binarizations of the test set asked for (`binarize_seeds`), each one reported.", cost="high")
 def metric_iwae(context: EvalContext) -> dict:
-    x01 = test_x01(context, context.iwae_images)
     started = time.time()
     per_batch = max(1, 20000 // max(context.iwae_k, 1)) if context.iwae_k > 250 else 100
-    nats = nll_per_image(context, x01, k=context.iwae_k, per_batch=per_batch, offset=11)
-    values = summary(nats, x01[0].numel())
-    return {"iwae_log_px": -values["nll"], **values, "iwae_k": context.iwae_k, "iwae_images": len(nats),
+    seeds = context.binarize_seeds if binarizes(context.model) else context.binarize_seeds[:1]
+    draws = []
+    for seed in seeds:
+        x01 = test_x01(context, context.iwae_images, seed)
+        draws.append(summary(nll_per_image(context, x01, k=context.iwae_k, per_batch=per_batch, offset=11),
+                             x01[0].numel()))
+    nll = sum(d["nll"] for d in draws) / len(draws)
+    values = {"nll": nll, "nll_stderr": draws[0]["nll_stderr"], "bits_per_dim": bits_per_dim(nll, x01[0].numel())}
+    if len(draws) > 1:
+        values.update(binarize_seeds=list(seeds), nll_by_binarization=[d["nll"] for d in draws],
+                      binarization_spread=max(d["nll"] for d in draws) - min(d["nll"] for d in draws))
+    return {"iwae_log_px": -nll, **values, "iwae_k": context.iwae_k, "iwae_images": len(x01),
             "iwae_seconds": round(time.time() - started, 1)}

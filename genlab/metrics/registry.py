@@ -72,6 +72,7 @@ class EvalContext:
     iwae_k: int = 1000
     iwae_images: int = 1000
     elbo_images: int | None = None                  # None: the whole test set
+    binarize_seeds: tuple = (0,)                    # draws of the binarized test set (Bernoulli likelihoods)
     inception_weights: str | None = None
     batch_size: int = 500
     cache: dict = field(default_factory=dict)       # generated samples and their features: this evaluation

@@ -44,13 +44,23 @@ def metric_precision_recall(context: EvalContext) -> dict:
     return {"precision": precision, "recall": recall, "precision_floor": floor_p, "recall_floor": floor_r}
 
 
+def confident_share(logits: torch.Tensor, threshold: float = 0.9) -> float:
+    """Share of images whose top judge softmax probability exceeds `threshold` (clearly one class)."""
+    return (logits.softmax(1).max(1).values > threshold).float().mean().item()
+
+
 @register_metric("mode_coverage", judged, "The judge's class histogram of samples: classes covered "
-                 "(>= 1% each) and KL to uniform.", cost="low", quick=True,
-                 log_keys={"classes_covered": "eval/coverage", "kl_to_uniform": "eval/kl_uniform"})
+                 "(>= 1% each), KL to uniform, and the share read with confidence > 0.9 (real test images "
+                 "beside it).", cost="low", quick=True,
+                 log_keys={"classes_covered": "eval/coverage", "kl_to_uniform": "eval/kl_uniform",
+                           "confident_share": "eval/confident"})
 def metric_mode_coverage(context: EvalContext, min_share: float = 0.01) -> dict:
-    histogram = class_histogram(context.fake_judged()[1].argmax(1), JUDGE_CLASSES)
+    logits = context.fake_judged()[1]                                                # (N, classes)
+    histogram = class_histogram(logits.argmax(1), JUDGE_CLASSES)
     return {"classes_covered": int((histogram >= min_share).sum()), "kl_to_uniform": kl_to_uniform(histogram),
-            "class_histogram": [round(v, 4) for v in histogram.tolist()]}
+            "class_histogram": [round(v, 4) for v in histogram.tolist()],
+            "confident_share": confident_share(logits),
+            "confident_share_real": confident_share(context.real_judged("test")[1])}
 
 
 @register_metric("judge_accuracy", lambda c: c.judge_reads_classes,

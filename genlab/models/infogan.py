@@ -94,6 +94,7 @@ class InfoGAN(AdversarialModel):
     """G(z, c), D(x) and Q(c | x) sharing D's body."""
     config_class = InfoGANConfig
     tiny = {"z_dim": 8, "g_channels": 8, "d_channels": 8, "fc_width": 32, "q_width": 16}
+    training_only = ()          # D's body carries Q(c | x): an export keeps it to read codes off images
 
     def __init__(self, config: InfoGANConfig):
         super().__init__(config)
