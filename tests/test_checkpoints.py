@@ -1,8 +1,9 @@
-"""The pretrained MNIST checkpoints shipped in checkpoints/: they load through genlab.load, sample,
-stay small, carry a model card with the exact command, were exported without their training-only
-parts, and what each can do works (a class-conditional model gives the chosen digit, read by a
-1-nearest-neighbour classifier on real MNIST; an encoder reconstructs; codes move width and slant).
-Which checks apply is chosen by capability. And the export tool drops `training_only`."""
+"""The pretrained checkpoints shipped in checkpoints/ (named <dataset>-<model>[-<variant>]): they load
+through genlab.load, sample images of their data set's shape, stay small, carry a model card with the
+exact command, were exported without their training-only parts, and what each can do works (a
+class-conditional model gives the chosen class, read by a 1-nearest-neighbour classifier on its real
+data set; an encoder reconstructs; codes move width and slant). Which checks apply is chosen by
+capability. And the export tool drops `training_only`."""
 import importlib.util
 import json
 from pathlib import Path
@@ -38,29 +39,35 @@ def shipped(capable) -> list[Path]:
     return [path for path, model in LOADED.items() if capable(model)]
 
 
+def dataset_of(model) -> str:
+    return model.checkpoint_header["train_config"]["dataset"]
+
+
 def test_checkpoints_are_shipped():
-    assert SHIPPED and len({model.name for model in LOADED.values()}) == len(SHIPPED)
+    assert SHIPPED and {dataset_of(model) for model in LOADED.values()} >= {"mnist"}
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
 def test_checkpoint_loads_samples_and_has_a_card(path):
     model = genlab.load(path)
-    assert path.stem == f"mnist-{model.name}" and not model.training
+    dataset, c = dataset_of(model), model.config
+    assert path.stem == f"{dataset}-{model.name}" or path.stem.startswith(f"{dataset}-{model.name}-")
+    assert not model.training
     with torch.no_grad():
         images = model.sample(8, torch.Generator().manual_seed(0))
-    assert images.shape == (8, 1, 28, 28) and torch.isfinite(images).all()
+    assert images.shape == (8, c.channels, c.image_size, c.image_size) and torch.isfinite(images).all()
     assert images.min() >= -1 and images.max() <= 1 and images.std() > 0.1       # not a blank canvas
-    assert path.stat().st_size < 15e6
+    assert path.stat().st_size < 30e6
     assert model.checkpoint_header.get("dropped", []) == list(type(model).training_only)
     card = path.with_suffix(".md").read_text()
-    assert f"python train.py --model {model.name} --dataset mnist" in card and "## What it shows" in card
+    assert f"python train.py --model {model.name} --dataset {dataset}" in card and "## What it shows" in card
     assert "(to be written" not in card
     assert path.with_suffix(".png").exists()
 
 
 def test_checkpoints_folder_stays_small():
     total = sum(p.stat().st_size for p in CHECKPOINTS.rglob("*") if p.is_file())
-    assert total < 40e6
+    assert total < 60e6
 
 
 @pytest.mark.parametrize("path", shipped(lambda m: isinstance(m, HasEncoder) and isinstance(m, HasLatents)),
@@ -78,17 +85,30 @@ def test_encoders_reconstruct_the_shipped_test_digits(path):
     assert distance.diagonal().max() < 25                         # gray levels; other digits are ~35-50 away
 
 
+def real_data(dataset: str, split: str = "train"):
+    """A shipped model's real data set (MNIST from ../shared/data, the others where installed), else a skip."""
+    try:
+        return genlab.load_dataset(genlab.TrainConfig(dataset=dataset, data_root=str(ROOT.parent / "shared" / "data")),
+                                   split)
+    except Exception as error:                                      # noqa: BLE001 - absent data: a clean skip
+        pytest.skip(f"{dataset} is not installed here: {str(error)[:120]}")
+
+
 @pytest.mark.data
 @pytest.mark.parametrize("path", shipped(has_classes), ids=lambda p: p.stem)
-def test_class_control_gives_the_chosen_digit(path, mnist_data_root):
-    data = genlab.load_dataset(genlab.TrainConfig(dataset="mnist", data_root=str(mnist_data_root)), "train")
-    reference, labels = data.images[:3000].float().flatten(1) / 255, data.labels[:3000]
+def test_class_control_gives_the_chosen_class(path):
+    """1-NN on 3000 real training images (not the judge) reads the class asked for; chance is 1/classes."""
     model = LOADED[path]
-    y = torch.arange(10).repeat_interleave(20)
+    data = real_data(dataset_of(model))
+    reference, labels = data.images[:3000].float().flatten(1) / 255, data.labels[:3000]
+    test = real_data(dataset_of(model), "test")
+    nearest_on_real = (labels[torch.cdist(test.images[:500].float().flatten(1) / 255, reference).argmin(1)]
+                       == test.labels[:500]).float().mean()          # what 1-NN reads on real images
+    y = torch.arange(model.config.num_classes).repeat_interleave(20)
     with torch.no_grad():
-        images = ((model.sample(200, torch.Generator().manual_seed(0), y=y) + 1) / 2).flatten(1)
+        images = ((model.sample(len(y), torch.Generator().manual_seed(0), y=y) + 1) / 2).flatten(1)
     read = labels[torch.cdist(images, reference).argmin(1)]
-    assert (read == y).float().mean() > 0.7                 # chance is 0.1; 1-NN reads real digits at ~0.9
+    assert (read == y).float().mean() > 0.8 * nearest_on_real      # MNIST: 1-NN reads ~0.9 of real digits
 
 
 def ink_moments(images):

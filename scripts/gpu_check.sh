@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# The prepared GPU check: one short script for a session that is lent a GPU (about 8 minutes on an H100).
+#
+#   bash scripts/gpu_check.sh DATA_ROOT OUT [SECONDS_PER_TRAINING]
+#
+# DATA_ROOT holds MNIST/raw (the four IDX files, .gz is fine); OUT receives the logs and results:
+#   env.txt             GPU, torch, a bf16 matrix product's TFLOP/s
+#   throughput-*.txt    bench.throughput at 28 and 64 px, fp32 and bf16 autocast (genlab beside the tutorial)
+#   vae-iwae.json       the shipped VAE's IWAE bound, k = 5000, all 10,000 test images, 3 binarizations
+#   <model>.log, <model>-eval.json, <model>.safetensors
+#                       ddpm and flow trained for SECONDS_PER_TRAINING (default 150) each, then measured
+#                       on 10,000 samples by the MNIST judge, and exported (fp16, inference only)
+# Through the device tool, MNIST must travel with the tree: copy ../shared/data/MNIST/raw/*.gz into an
+# ignored folder (e.g. .gpu-data/MNIST/raw), name it in `carry`, and pass .gpu-data as DATA_ROOT.
+set -u -o pipefail
+DATA=${1:?DATA_ROOT}; OUT=${2:?OUT}; SECONDS_EACH=${3:-150}
+export PYTHONUNBUFFERED=1
+mkdir -p "$OUT"
+WORK=$(mktemp -d)
+
+{ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+  python3 - <<'EOF'
+import time, torch
+print("torch", torch.__version__, "cuda", torch.cuda.is_available(), torch.cuda.get_device_name(0))
+a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
+for _ in range(3): a @ a
+torch.cuda.synchronize(); t = time.perf_counter()
+for _ in range(10): a @ a
+torch.cuda.synchronize()
+print(f"bf16 8192^3 matmul: {10 * 2 * 8192**3 / (time.perf_counter() - t) / 1e12:.0f} TFLOP/s")
+EOF
+} > "$OUT/env.txt" 2>&1
+
+for amp in off bf16; do
+  timeout 120 python3 -m bench.throughput --device cuda --amp "$amp" --data mnist,faces64 --batch 128 \
+      --repeats 2 --warmup 20 --steps 200 --steps-64 60 --mnist-root "$DATA" --work "$WORK/bench" \
+      > "$OUT/throughput-$amp.txt" 2>&1
+done
+
+timeout 180 python3 -m genlab.eval checkpoints/mnist-vae.safetensors --data-root "$DATA" --device cuda \
+    --metrics iwae --iwae-k 5000 --iwae-images 10000 --binarize-seeds 0,1,2 --out "$WORK/vae" \
+    > "$OUT/vae-iwae.log" 2>&1
+cp "$WORK/vae/eval.json" "$OUT/vae-iwae.json" 2>/dev/null
+
+for model in ddpm flow; do
+  timeout "$SECONDS_EACH" python3 train.py --model "$model" --dataset mnist --data-root "$DATA" --device cuda \
+      --steps 50000 --batch-size 128 --lr-warmup 1000 --ema-decay 0.999 --log-every 100 --sample-every 2000 \
+      --checkpoint-every 1000 --no-progress --run-dir "$WORK/$model" > "$OUT/$model.log" 2>&1
+  tail -n 3 "$WORK/$model/metrics.jsonl" >> "$OUT/$model.log" 2>/dev/null
+  latest="$WORK/$model/checkpoints/latest.safetensors"
+  [ -f "$latest" ] || continue
+  timeout 90 python3 -m genlab.eval "$latest" --data-root "$DATA" --device cuda --metrics fid,mode_coverage,precision_recall \
+      --out "$WORK/$model-eval" >> "$OUT/$model.log" 2>&1
+  cp "$WORK/$model-eval/eval.json" "$OUT/$model-eval.json" 2>/dev/null
+  python3 -c "import genlab, sys; genlab.export_checkpoint(sys.argv[1], sys.argv[2], half=True)" \
+      "$latest" "$OUT/$model.safetensors" >> "$OUT/$model.log" 2>&1
+done
+ls -la "$OUT"
