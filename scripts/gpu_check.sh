@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The prepared GPU check: one short script for a session that is lent a GPU (about 10 minutes on an H100).
 #
-#   bash scripts/gpu_check.sh DATA_ROOT OUT [SECONDS_PER_TRAINING]
+#   bash scripts/gpu_check.sh DATA_ROOT OUT [SECONDS_PER_TRAINING] [STAGES]
 #
+# STAGES (default "env throughput vae diffusion") picks what runs, in that order; a device call runs for at
+# most 10 minutes, so run "env throughput vae" (about 8 min) and "diffusion" (about 2 x (S + 90) s) apart.
 # DATA_ROOT holds MNIST/raw (the four IDX files, .gz is fine); OUT receives the logs and results:
 #   env.txt             GPU, torch, a bf16 matrix product's TFLOP/s
 #   throughput-*.txt    bench.throughput at 28 and 64 px, fp32 and bf16 autocast (genlab beside the tutorial)
@@ -15,12 +17,13 @@
 # Through the device tool, MNIST must travel with the tree: copy ../shared/data/MNIST/raw/*.gz into an
 # ignored folder (e.g. .gpu-data/MNIST/raw), name it in `carry`, and pass .gpu-data as DATA_ROOT.
 set -u -o pipefail
-DATA=${1:?DATA_ROOT}; OUT=${2:?OUT}; SECONDS_EACH=${3:-150}
+DATA=${1:?DATA_ROOT}; OUT=${2:?OUT}; SECONDS_EACH=${3:-150}; STAGES=${4:-env throughput vae diffusion}
+wants() { [[ " $STAGES " == *" $1 "* ]]; }
 export PYTHONUNBUFFERED=1
 mkdir -p "$OUT"
 WORK=$(mktemp -d)
 
-{ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+wants env && { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
   python3 - <<'EOF'
 import time, torch
 print("torch", torch.__version__, "cuda", torch.cuda.is_available(), torch.cuda.get_device_name(0))
@@ -33,17 +36,17 @@ print(f"bf16 8192^3 matmul: {10 * 2 * 8192**3 / (time.perf_counter() - t) / 1e12
 EOF
 } > "$OUT/env.txt" 2>&1
 
-for amp in off bf16; do
+wants throughput && for amp in off bf16; do
   timeout 120 python3 -m bench.throughput --device cuda --amp "$amp" --data mnist,faces64 --batch 128 \
       --repeats 2 --warmup 20 --steps 200 --steps-64 60 --mnist-root "$DATA" --work "$WORK/bench" \
       > "$OUT/throughput-$amp.txt" 2>&1
 done
 
 # the VAE retrained with a cosine learning-rate decay (85 epochs), then both it and the shipped file measured
-timeout 240 python3 train.py --model vae --dataset mnist --data-root "$DATA" --device cuda --steps 40000 \
+wants vae && timeout 240 python3 train.py --model vae --dataset mnist --data-root "$DATA" --device cuda --steps 40000 \
     --batch-size 128 --lr-decay cosine --log-every 500 --sample-every 10000 --checkpoint-every 5000 --no-progress \
     --run-dir "$WORK/vae-run" > "$OUT/vae-train.log" 2>&1
-for source in checkpoints/mnist-vae.safetensors "$WORK/vae-run"; do
+wants vae && for source in checkpoints/mnist-vae.safetensors "$WORK/vae-run"; do
   name=$([ -d "$source" ] && echo vae-retrained || echo vae-shipped)
   [ -e "$source/checkpoints/latest.safetensors" ] || [ -f "$source" ] || continue
   timeout 150 python3 -m genlab.eval "$source" --data-root "$DATA" --device cuda --metrics elbo,iwae --iwae-k 5000 \
@@ -53,7 +56,7 @@ done
 [ -d "$WORK/vae-run/checkpoints" ] && python3 -c "import genlab, sys; genlab.export_checkpoint(sys.argv[1], sys.argv[2], half=True)" \
     "$WORK/vae-run" "$OUT/vae.safetensors" >> "$OUT/vae-train.log" 2>&1
 
-for model in ddpm flow; do
+wants diffusion && for model in ddpm flow; do
   timeout "$SECONDS_EACH" python3 train.py --model "$model" --dataset mnist --data-root "$DATA" --device cuda \
       --steps 50000 --batch-size 128 --lr-warmup 1000 --ema-decay 0.999 --log-every 100 --sample-every 2000 \
       --checkpoint-every 1000 --no-progress --run-dir "$WORK/$model" > "$OUT/$model.log" 2>&1
