@@ -81,15 +81,50 @@ def check_images(images: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def judge_outputs(judge: MnistJudge, images: torch.Tensor, batch_size: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
-    """(features (N, 128), logits (N, 10)) of images (N, 1, 28, 28) in [-1, 1], computed in batches."""
+    """(features (N, 128), logits (N, 10)) of images (N, 1, 28, 28) in [-1, 1], computed in batches; the
+    logits are divided by the judge's calibrated temperature (its card's; 1 if none), which leaves the
+    argmax alone and makes softmax confidences mean what they say."""
     images = check_images(images)
     device = next(judge.parameters()).device
+    temperature = getattr(judge, "header", {}).get("temperature", 1.0)
     features, logits = [], []
     for start in range(0, len(images), batch_size):
         h = judge.features(images[start:start + batch_size].to(device))
         features.append(h.float().cpu())
-        logits.append(judge.head(h).float().cpu())
+        logits.append(judge.head(h).float().cpu() / temperature)
     return torch.cat(features), torch.cat(logits)
+
+
+def fit_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    """Temperature scaling (Guo et al. 2017, sec. 4.2): the T > 0 minimizing the NLL of softmax(logits / T)."""
+    log_t = torch.zeros((), requires_grad=True)
+    optimizer = torch.optim.LBFGS([log_t], lr=0.5, max_iter=200, line_search_fn="strong_wolfe")
+
+    def closure():
+        optimizer.zero_grad()
+        loss = F.cross_entropy(logits.double() / log_t.double().exp(), labels)
+        loss.backward()
+        return loss
+    optimizer.step(closure)
+    return float(log_t.detach().exp())
+
+
+def calibration_card(judge: MnistJudge, train_images: torch.Tensor, train_labels: torch.Tensor,
+                     test_images: torch.Tensor, test_labels: torch.Tensor) -> dict:
+    """The card fields of a judge's temperature, fitted on the first 10k training images (not the test set),
+    with what it changes on the test set: NLL and the share of images read with confidence > 0.9."""
+    judge.header = {}                                                    # raw logits (temperature 1)
+    _, train_logits = judge_outputs(judge, train_images[:10000])
+    _, test_logits = judge_outputs(judge, test_images)
+    temperature = fit_temperature(train_logits, train_labels[:10000])
+    confident = lambda logits: (logits.softmax(1).max(1).values > 0.9).float().mean().item()   # noqa: E731
+    return {"temperature": round(temperature, 4),
+            "temperature_note": "temperature scaling (Guo 2017), fitted by NLL on the first 10k training images; "
+                                "divides the logits (argmax, features and FID unchanged)",
+            "test_nll_before_after": [round(F.cross_entropy(test_logits, test_labels).item(), 4),
+                                      round(F.cross_entropy(test_logits / temperature, test_labels).item(), 4)],
+            "test_confident_share_before_after": [round(confident(test_logits), 4),
+                                                  round(confident(test_logits / temperature), 4)]}
 
 
 def load_judge(path: str | Path | None = None, device: str | torch.device = "cpu", dataset: str | None = None) -> MnistJudge:
@@ -183,7 +218,8 @@ def train_judge(data_root: str | Path, out: str | Path | None = None, epochs: in
     judge.load_state_dict({k: v.half().float() if v.is_floating_point() else v   # what fp16 storage keeps
                            for k, v in judge.state_dict().items()})
     test_acc = accuracy(judge, test_data.images, test_data.labels)
-    card = {"format": JUDGE_FORMAT, "dataset": dataset, "test_accuracy": test_acc,
+    calibration = calibration_card(judge, train_data.images, train_data.labels, test_data.images, test_data.labels)
+    card = {"format": JUDGE_FORMAT, "dataset": dataset, "test_accuracy": test_acc, **calibration,
             "test_accuracy_note": f"fp16 weights, all {len(test_data)} {dataset} test images",
             "train_accuracy_first_10k": train_acc,
             "epochs": epochs, "batch_size": batch_size, "seed": seed, "feature_dim": FEATURE_DIM,
@@ -206,15 +242,38 @@ def save_judge(judge: MnistJudge, out: str | Path, card: dict) -> None:
     atomic_write_json(out.with_suffix(".json"), card)
 
 
+def calibrate(dataset: str, data_root: str | Path, path: str | Path | None = None) -> int:
+    """Refit the temperature of a judge file in place (weights unchanged) and print its card."""
+    from .config import TrainConfig
+    from .data import load_dataset
+    path = Path(path) if path else judge_path(dataset)
+    try:
+        judge = load_judge(path, dataset=dataset)
+    except JudgeError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    config = TrainConfig(dataset=dataset, data_root=str(data_root))
+    train_data, test_data = load_dataset(config, "train"), load_dataset(config, "test")
+    header = dict(judge.header)
+    header.update(calibration_card(judge, train_data.images, train_data.labels, test_data.images, test_data.labels))
+    save_judge(judge, path, header)
+    print(json.dumps(header, indent=2))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m genlab.judge", description=__doc__.split("\n\n")[0])
     parser.add_argument("--train", action="store_true", help="Train the judge and write it to --out.")
+    parser.add_argument("--calibrate", action="store_true", help="Fit the temperature of an existing judge (--out "
+                        "or the shipped one) and rewrite its card; the weights stay as they are.")
     parser.add_argument("--dataset", default="mnist", choices=JUDGED_DATASETS)
     parser.add_argument("--data-root", default="../shared/data", help="Folder holding MNIST/raw (or FashionMNIST/raw).")
     parser.add_argument("--out", help="Where the judge is written (default: checkpoints/DATASET-judge.safetensors).")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    if args.calibrate:
+        return calibrate(args.dataset, args.data_root, args.out)
     if not args.train:
         try:
             judge = load_judge(args.out, dataset=args.dataset)
