@@ -294,12 +294,14 @@ def load(path: str | Path, device: str | torch.device = "cpu", max_parameters: i
     return model.to(device).eval()
 
 
-def export_checkpoint(source: str | Path, destination: str | Path, half: bool = True, drop=(),
+def export_checkpoint(source: str | Path, destination: str | Path, half: bool = True, drop=None,
                       **extra_meta) -> Path:
     """Write an inference-only copy (weights and config, no optimizer or RNG), fp16 by default;
-    `drop` leaves out sub-networks sampling does not need, e.g. ("discriminator",) for a GAN."""
+    `drop` leaves out sub-networks sampling does not need (default: the model's `inference_drop()`, e.g. a
+    GAN's discriminator, and its raw generator when a moving average of it samples); () keeps them all."""
     header, tensors = read_checkpoint(source)
     model = model_from_checkpoint(header, tensors, source)
+    drop = model.inference_drop() if drop is None else tuple(drop)
     drop_parts(model, drop)
     meta = {k: header[k] for k in ("step", "train_config") if k in header}
     meta.update(extra_meta, model_config=header["model_config"],

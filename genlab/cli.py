@@ -181,7 +181,7 @@ def resume_main(argv: list[str], settings: Settings) -> int:
 
 def export_main(argv: list[str], settings: Settings) -> int:
     """genlab export SRC DST: weights and config only, fp16, without the model's training-only parts."""
-    from .checkpoint import export_checkpoint, read_checkpoint
+    from .checkpoint import export_checkpoint
     parser = Parser(prog="genlab export", description="Write an inference-only copy of a checkpoint "
                     "(no optimizer or RNG state, without the sub-networks sampling does not need).")
     parser.add_argument("source", help="A run folder or a .safetensors checkpoint.")
@@ -190,9 +190,7 @@ def export_main(argv: list[str], settings: Settings) -> int:
     parser.add_argument("--debug", action="store_true", help="Show tracebacks of user errors.")
     args = parser.parse_args(argv)
     try:
-        header, _ = read_checkpoint(args.source)
-        drop = get_model_class(header.get("model", "")).training_only
-        path = export_checkpoint(args.source, args.destination, half=not args.fp32, drop=drop)
+        path = export_checkpoint(args.source, args.destination, half=not args.fp32)
     except USER_ERRORS as error:
         if args.debug:
             raise

@@ -38,7 +38,7 @@ from . import runner, runs
 from .config import ConfigError
 from .data import BUILTIN_DATASETS
 from .explorer import build_explorer, launch_kwargs, prune_files
-from .models import MODELS, get_model_class
+from .models import MODELS
 from .settings import REPO, PublicLimits, Settings
 
 TRAIN_SECONDS = 60               # one Train press trains at most this long (max_run_seconds)
@@ -235,12 +235,10 @@ def newest_grid(run_dir: Path) -> str | None:
 
 def export_run(run_dir: Path, folder: Path) -> Path:
     """The run's inference-only safetensors (fp16, without training-only parts) in `folder`."""
-    from .checkpoint import export_checkpoint, read_header
-    header = read_header(runs.checkpoint_path(run_dir))
+    from .checkpoint import export_checkpoint
     folder.mkdir(parents=True, exist_ok=True)
     prune_files(folder, EXPORTS_KEPT - 1)
-    return export_checkpoint(runs.checkpoint_path(run_dir), folder / f"{run_dir.name}.safetensors",
-                             drop=get_model_class(header["model"]).training_only)
+    return export_checkpoint(runs.checkpoint_path(run_dir), folder / f"{run_dir.name}.safetensors")
 
 
 # ---------------------------------------------------------------- the app

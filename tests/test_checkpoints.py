@@ -3,7 +3,7 @@ through genlab.load, sample images of their data set's shape, stay small, carry 
 exact command, were exported without their training-only parts, and what each can do works (a
 class-conditional model gives the chosen class, read by a 1-nearest-neighbour classifier on its real
 data set; an encoder reconstructs; codes move width and slant). Which checks apply is chosen by
-capability. And the export tool drops `training_only`."""
+capability. And the export tool drops what `inference_drop()` names."""
 import importlib.util
 import json
 from pathlib import Path
@@ -58,7 +58,7 @@ def test_checkpoint_loads_samples_and_has_a_card(path):
     assert images.shape == (8, c.channels, c.image_size, c.image_size) and torch.isfinite(images).all()
     assert images.min() >= -1 and images.max() <= 1 and images.std() > 0.1       # not a blank canvas
     assert path.stat().st_size < 30e6
-    assert model.checkpoint_header.get("dropped", []) == list(type(model).training_only)
+    assert model.checkpoint_header.get("dropped", []) == sorted(model.inference_drop())
     card = path.with_suffix(".md").read_text()
     assert f"python train.py --model {model.name} --dataset {dataset}" in card and "## What it shows" in card
     assert "(to be written" not in card
@@ -155,14 +155,17 @@ def tiny_config(name: str) -> dict:
     return dict(MODELS[name].tiny, channels=1, image_size=28, num_classes=10)
 
 
+@pytest.mark.parametrize("ema", [0.0, 0.9], ids=["plain", "ema"])
 @pytest.mark.parametrize("name", sorted(MODELS))
-def test_export_drops_exactly_the_training_only_parts(name, tmp_path):
+def test_export_drops_exactly_what_inference_drop_names(name, ema, tmp_path):
     torch.manual_seed(0)
-    model = build_model(name, tiny_config(name)).eval()
+    model = build_model(name, dict(tiny_config(name), ema_decay=ema)).eval()
     save_checkpoint(tmp_path / "full.safetensors", model, {"step": 3})
     exported = genlab.load(export_tool().export_inference(tmp_path / "full.safetensors", tmp_path / "out.safetensors"))
-    parts = type(model).training_only
-    assert exported.checkpoint_header["dropped"] == list(parts)
+    parts = model.inference_drop()
+    assert set(type(model).training_only) <= set(parts)
+    assert (model.ema_of in parts) == (ema > 0 and type(model).ema_samples_only)   # the average samples alone
+    assert exported.checkpoint_header["dropped"] == sorted(parts)
     assert all(isinstance(getattr(exported, part), DroppedPart) for part in parts)
     kept = {key for key in model.state_dict() if not key.startswith(tuple(f"{part}." for part in parts))}
     assert set(exported.state_dict()) == kept

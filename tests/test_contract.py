@@ -241,16 +241,16 @@ def test_n_steps_then_n_resumed_steps_equal_2n_steps_bit_exact(name, fields, tmp
 
 @pytest.mark.parametrize("fields", [{}, EMA_ON], ids=["plain", "ema"])
 @pytest.mark.parametrize("name", NAMES)
-def test_export_drops_the_training_only_parts_and_samples_the_same(name, fields, tmp_path):
+def test_export_drops_what_sampling_does_not_need_and_samples_the_same(name, fields, tmp_path):
     genlab.train(tiny_config(name, model_fields=fields, steps=2), tmp_path / "run")
     full = genlab.load(tmp_path / "run")
-    exported = genlab.export_checkpoint(tmp_path / "run", tmp_path / "export.safetensors", half=False,
-                                        drop=full.training_only)
+    exported = genlab.export_checkpoint(tmp_path / "run", tmp_path / "export.safetensors", half=False)
     small = genlab.load(exported)
-    assert small.checkpoint_header["dropped"] == sorted(full.training_only)
+    assert small.checkpoint_header["dropped"] == sorted(full.inference_drop())
+    assert set(full.training_only) <= set(full.inference_drop())
     assert torch.equal(full.sample(6, torch.Generator().manual_seed(1)),
                        small.sample(6, torch.Generator().manual_seed(1)))
-    for part in full.training_only:
+    for part in full.inference_drop():
         assert not any(key.startswith(part + ".") for key in small.state_dict())
     images = full.sample(6, torch.Generator().manual_seed(2))
     if isinstance(full, HasCodes):                       # the export still reads codes off images: Q(c | x)

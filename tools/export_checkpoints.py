@@ -7,8 +7,9 @@
 Each export has a name that starts with its run's data set, NAME = <dataset>-<model>[-<variant>]. By default
 every registered model with a run RUNS/mnist-<model> is exported as mnist-<model>; `--run NAME=DIR` adds
 (or replaces) one:
-    OUT/NAME.safetensors   genlab.export_checkpoint(run, ..., half=True, drop=<the model's
-                           `training_only` sub-networks>, e.g. a GAN's discriminator)
+    OUT/NAME.safetensors   genlab.export_checkpoint(run, ..., half=True, drop=model.inference_drop()):
+                           without the `training_only` sub-networks (e.g. a GAN's discriminator) and the
+                           raw network a moving average replaces (a GAN's generator when it keeps an EMA)
     OUT/NAME.png           the fixed sample grid (`model.sample_grid`) drawn from the exported file
     OUT/NAME.md            the model card: exact command, steps, wall time, images/s, data, what the model
                            can do and what was measured (by capability); its "What it shows" section is
@@ -25,7 +26,6 @@ from pathlib import Path
 
 
 import genlab
-from genlab.checkpoint import read_checkpoint
 from genlab import runs
 from genlab.config import TrainConfig
 from genlab.hub import capabilities, grid_rows, latent_description, sample_grid_png
@@ -54,10 +54,9 @@ def train_command(run: Path) -> str:
 
 
 def export_inference(source: str | Path, destination: str | Path) -> Path:
-    """An fp16 inference copy of a run or checkpoint, without the model's `training_only` sub-networks."""
-    header, _ = read_checkpoint(source)
-    return genlab.export_checkpoint(source, destination, half=True,
-                                    drop=get_model_class(header["model"]).training_only)
+    """An fp16 inference copy of a run or checkpoint, without what the model's `inference_drop()` names
+    (its `training_only` sub-networks, e.g. a GAN's discriminator, and a network its moving average replaces)."""
+    return genlab.export_checkpoint(source, destination, half=True)
 
 
 def measured(run: Path, model) -> list[str]:
@@ -144,8 +143,9 @@ def card(model: str, run: Path, weights: Path, log: Path | None, dropped: list, 
     speeds = [m["images_per_s"] for m in metrics if "images_per_s" in m and m.get("step", 0) <= step]
     last = ([m for m in metrics if m.get("step", 0) <= step and "images_per_s" in m] or [{}])[-1]
     losses = ", ".join(f"{k} {v:.3f}" for k, v in last.items() if k.startswith(("loss/", "info/")))
-    weights_note = "float16; " + (f"{', '.join(dropped)} left out (training only; `genlab.load` gives a model "
-                                  "that samples)" if dropped else "every sub-network")
+    weights_note = "float16; " + (f"{', '.join(dropped)} left out (sampling does not need it: training-only "
+                                  "parts, or the raw network whose moving average samples; `genlab.load` gives "
+                                  "a model that samples)" if dropped else "every sub-network")
     numbers = measured(run, exported)
     return f"""# {weights.stem}
 

@@ -174,6 +174,7 @@ class GenerativeModel(nn.Module, abc.ABC):
     tiny: ClassVar[dict] = {}                         # a config small enough for the test suite
     conditional: ClassVar[bool] = False               # sample(n, rng, y=labels) is meaningful
     ema_of: ClassVar[str] = ""                        # the sampling network an EMA follows ("": none)
+    ema_samples_only: ClassVar[bool] = True           # the raw `ema_of` network serves inference only by sampling
     phases: ClassVar[tuple[str, ...]] = ("step",)     # a step's phases a manual step may run alone (GAN: D, G)
 
     def __init__(self, config):
@@ -195,6 +196,12 @@ class GenerativeModel(nn.Module, abc.ABC):
         raw network (every training forward pass uses the raw network)."""
         ema = getattr(self, "ema", None)
         return ema if ema is not None and not self.training else getattr(self, self.ema_of)
+
+    def inference_drop(self) -> tuple[str, ...]:
+        """What an inference export leaves out: `training_only`, and the raw `ema_of` network when the model
+        keeps its moving average and sampling is all that network serves (the average then samples alone)."""
+        raw = (self.ema_of,) if getattr(self, "ema", None) is not None and self.ema_samples_only else ()
+        return tuple(self.training_only) + raw
 
     @property
     def device(self) -> torch.device:

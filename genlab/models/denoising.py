@@ -100,7 +100,7 @@ class DenoisingModel(GenerativeModel):
         if not self.conditional:
             return None
         drop = torch.rand(labels.shape, generator=rng, device=labels.device) < self.config.p_uncond
-        return torch.where(drop, torch.full_like(labels, self.network.null_class), labels)
+        return torch.where(drop, torch.full_like(labels, self.config.num_classes), labels)
 
     def finish_step(self, per_sample: Tensor, fraction: Tensor, optimizers: dict, ctx: StepContext) -> dict:
         """Adam on the mean of the per-sample losses (B,), the EMA, and the logs (total and per third of t)."""
@@ -114,7 +114,7 @@ class DenoisingModel(GenerativeModel):
         """Ho & Salimans 2022 eq. 6: (1 + w) f(x, c) - w f(x, null), both halves in one batched call."""
         if y is None or w == 0:
             return network(x, t, y)
-        null = torch.full_like(y, self.network.null_class)
+        null = torch.full_like(y, self.config.num_classes)   # the UNet's null class
         both = network(torch.cat([x, x]), torch.cat([t, t]), torch.cat([y, null]))  # (2B, C, H, W)
         conditional, unconditional = both.chunk(2)
         return (1 + w) * conditional - w * unconditional

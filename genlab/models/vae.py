@@ -75,6 +75,7 @@ class VAE(LatentModel):
     tiny = {"z_dim": 4, "width": 8, "hidden": 32}
     training_only = ()              # the encoder stays: reconstructions, encoding an image, the IWAE bound
     ema_of = "decoder"
+    ema_samples_only = False        # the trained decoder also scores the likelihood with the encoder
 
     def __init__(self, config: VAEConfig):
         super().__init__(config)
