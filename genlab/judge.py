@@ -16,7 +16,7 @@ import json
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -284,7 +284,7 @@ def train_judge(data_root: str | Path, out: str | Path | None = None, epochs: in
                                                   f"the fid metric's function on this judge's features",
             "epochs": epochs, "batch_size": batch_size, "seed": seed, "feature_dim": FEATURE_DIM,
             "train_seconds": round(time.time() - started, 1), "torch": torch.__version__,
-            "recipe": asdict(recipe),
+            "recipe": asdict(replace(recipe, epochs=epochs, batch_size=batch_size)),
             "augmentation": f"shifts of up to {recipe.shift} px" + (", left-right flips" if recipe.flips else "")
                             + "; no colour changes",
             "width": judge.width, "dropout": recipe.dropout, "input_shape": list(judge.input_shape),
