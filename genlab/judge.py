@@ -7,7 +7,7 @@ Its 128-d penultimate layer is the feature space of classifier-FID, KID and prec
 histograms, cGAN accuracy and InfoGAN category purity. A data set is only ever judged by its own
 judge (the card records which, with the input shape and the classes it reads).
 
-    python -m genlab.judge --train --dataset emoji64 [--data-root ../shared/data] [--epochs 60]
+    python -m genlab.judge --train --dataset emoji64 [--data-root ../shared/data] [--epochs 120]
 """
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ class JudgeRecipe:
 JUDGE_RECIPES = {
     "mnist": JudgeRecipe(MNIST_SHAPE, width=32, epochs=3),
     "fashion": JudgeRecipe(MNIST_SHAPE, width=64, epochs=10, flips=True),    # harder: twice as wide
-    "emoji64": JudgeRecipe((3, 64, 64), width=32, epochs=60, flips=True, shift=4, batch_size=64,
+    "emoji64": JudgeRecipe((3, 64, 64), width=32, epochs=120, flips=True, shift=4, batch_size=64,
                            weight_decay=5e-4, label_smoothing=0.1, dropout=0.3),  # 1,320 images: regularised
 }
 JUDGED_DATASETS = tuple(JUDGE_RECIPES)
@@ -311,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-root", default="../shared/data",
                         help="Folder holding MNIST/raw (or FashionMNIST/raw; emoji64 renders into DATA_ROOT/cache).")
     parser.add_argument("--out", help="Where the judge is written (default: checkpoints/DATASET-judge.safetensors).")
-    parser.add_argument("--epochs", type=int, help="Default: the data set's recipe (mnist 3, fashion 10, emoji64 60).")
+    parser.add_argument("--epochs", type=int, help="Default: the data set's recipe (mnist 3, fashion 10, emoji64 120).")
     parser.add_argument("--batch-size", type=int, help="Default: the data set's recipe.")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
