@@ -112,7 +112,8 @@ def test_shipped_emoji_judge_reads_its_test_set_as_its_card_says(emoji_root):
     assert len(test) == judge.header["test_images"]
     predicted = judge_outputs(judge, test.images)[1].argmax(1)
     assert int((predicted == test.labels).sum()) == judge.header["test_correct"]
-    assert_judge_reads_its_test_set(judge, train, test, judge.header["test_accuracy"], floor_ratio=0.25,
+    assert judge.header["test_accuracy"] >= 0.75
+    assert_judge_reads_its_test_set(judge, train, test, 0.75, floor_ratio=0.25,
                                     distort=lambda images: 255 - images)         # colour-inverted emoji
 
 
