@@ -80,6 +80,8 @@ def evaluate_checkpoint(source: str | Path, data_root: str | None = None, metric
         raise CheckpointError(f"{source}: the checkpoint does not record its data set (no train_config)")
     train_data, test_data = load_splits(train_config, data_root)
     judge, judge_reason = try_judge(judge_path, test_data.images.shape[1:], device, train_config.get("dataset", "mnist"))
+    if judge is None and judge_path:                    # a judge asked for by path must be the run's own
+        raise ValueError(f"--judge {judge_path}: {judge_reason}")
     context = EvalContext(model=model, train_images=train_data.images, test_images=test_data.images,
                           test_labels=test_data.labels, judge=judge, num_samples=num_samples, seed=seed,
                           iwae_k=iwae_k, iwae_images=iwae_images, elbo_images=elbo_images,

@@ -171,6 +171,8 @@ def test_an_emoji_run_is_evaluated_by_the_emoji_judge(emoji_root, tmp_path):
     assert report["settings"]["generated_samples"] == train_count and report["settings"]["real_test_images"] == test_count
     fid = report["results"]["fid"]
     assert math.isfinite(fid["fid"]) and fid["fid"] > fid["fid_floor"] > 0 and fid["test_images"] == test_count
+    with pytest.raises(ValueError, match="judges mnist, not emoji64"):               # the CLI's one line
+        evaluate_checkpoint(tmp_path / "run", metrics=["fid"], judge_path=str(judge_path("mnist")))
     evaluator = TrainingEvaluator(config["train"])          # 2,000 quick samples: whole splits, 1,320 drawn
     logged = evaluator(load(tmp_path / "run"))
     assert evaluator.judge.header["dataset"] == "emoji64"
