@@ -47,7 +47,8 @@ def markdown_report(report: dict) -> str:
     """The report as a small markdown document: one row per value, floors beside their metric."""
     lines = [f"# Evaluation of `{report['source']}`", "",
              f"model **{report['model']}**, data {report['dataset']}, step {report.get('step')}, "
-             f"{report['settings']['num_samples']} generated samples, seed {report['settings']['seed']}"
+             f"{report['settings'].get('generated_samples', report['settings']['num_samples'])} generated samples"
+             f" (against {report['settings'].get('real_test_images', '?')} test images), seed {report['settings']['seed']}"
              + (f"; judge test accuracy {report['judge']['test_accuracy']:.2%}" if report.get("judge") else ""),
              "", "| metric | value | real-vs-real floor |", "|---|---|---|"]
     for name, values in report["results"].items():
@@ -80,6 +81,8 @@ def evaluate_checkpoint(source: str | Path, data_root: str | None = None, metric
         raise CheckpointError(f"{source}: the checkpoint does not record its data set (no train_config)")
     train_data, test_data = load_splits(train_config, data_root)
     judge, judge_reason = try_judge(judge_path, test_data.images.shape[1:], device, train_config.get("dataset", "mnist"))
+    if judge is None and judge_path:                    # a judge asked for by path must be the run's own
+        raise ValueError(f"--judge {judge_path}: {judge_reason}")
     context = EvalContext(model=model, train_images=train_data.images, test_images=test_data.images,
                           test_labels=test_data.labels, judge=judge, num_samples=num_samples, seed=seed,
                           iwae_k=iwae_k, iwae_images=iwae_images, elbo_images=elbo_images,
@@ -100,7 +103,9 @@ def evaluate_checkpoint(source: str | Path, data_root: str | None = None, metric
     results = evaluate(context, metrics)
     return {"source": str(source), "checkpoint": str(resolve(source)), "model": header["model"],
             "step": header.get("step"), "dataset": train_config.get("dataset"),
-            "settings": {"num_samples": num_samples, "seed": seed, "iwae_k": iwae_k, "iwae_images": iwae_images,
+            "settings": {"num_samples": num_samples, "generated_samples": context.generated_count,
+                         "real_test_images": min(num_samples, len(test_data)),
+                         "seed": seed, "iwae_k": iwae_k, "iwae_images": iwae_images,
                          "elbo_images": elbo_images or len(test_data), "device": str(device),
                          "binarize_seeds": list(binarize_seeds)},
             "judge": ({"dataset": judge.header.get("dataset"), "test_accuracy": judge.header.get("test_accuracy")}
@@ -139,7 +144,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", help="Folder for eval.json / eval.md (default: the run folder, or beside the file).")
     parser.add_argument("--data-root", help="Where the data set is (default: the run's own data_root).")
     parser.add_argument("--metrics", help=f"Comma-separated subset of: {', '.join(METRICS)} (default: all that apply).")
-    parser.add_argument("--samples", type=int, default=10000, help="Generated (and real) images per set (default 10000).")
+    parser.add_argument("--samples", type=int, default=10000,
+                        help="Generated (and real) images per set (default 10000; a data set with fewer train "
+                             "images, as emoji64, uses all its test images and as many samples as train images).")
     parser.add_argument("--seed", type=int, default=0, help="Seed of the latents and of the IWAE samples.")
     parser.add_argument("--iwae-k", type=int, default=1000, help="Importance samples per image (likelihood models, default 1000).")
     parser.add_argument("--iwae-images", type=int, default=1000,

@@ -7,7 +7,7 @@ import torch
 
 from ..models.base import sample_prior
 from .distances import hungarian_accuracy
-from .features import JUDGE_CLASSES, judge_outputs
+from .features import judge_outputs
 from .registry import EvalContext, categorical_codes, register_metric
 
 
@@ -44,7 +44,7 @@ def metric_category_purity(context: EvalContext) -> dict:
         labels = predicted[category == value]
         if len(labels) == 0:
             continue
-        counts = torch.bincount(labels, minlength=JUDGE_CLASSES)
+        counts = torch.bincount(labels, minlength=context.judge_classes)
         purities.append(counts.max().item() / len(labels))
         majority.append(int(counts.argmax()))
     return {"purity_mean": sum(purities) / len(purities), "purity_per_category": [round(p, 4) for p in purities],

@@ -15,7 +15,7 @@ import torch
 
 from ..checkpoint import CheckpointError
 from ..models import HasCodes, HasLatents, has_classes
-from .features import JUDGE_CLASSES, judge_fits, judge_outputs
+from .features import judge_fits, judge_outputs
 
 COSTS = ("low", "medium", "high")   # low: one pass of model and judge over the samples; medium: all pairwise
 #                                     feature distances or many kernel subsets; high: k model passes per
@@ -85,12 +85,27 @@ class EvalContext:
 
     @property
     def has_judge(self) -> bool:
-        return self.judge is not None and self.image_shape is not None and judge_fits(self.image_shape)
+        return self.judge is not None and self.image_shape is not None and judge_fits(self.image_shape, self.judge)
+
+    @property
+    def judge_classes(self) -> int:
+        """How many classes the judge tells apart (10 for MNIST and Fashion-MNIST, 9 emoji groups)."""
+        return self.judge.num_classes
 
     @property
     def judge_reads_classes(self) -> bool:
-        """The model's classes are the judge's classes (a class-conditional MNIST-like model)."""
-        return self.has_judge and has_classes(self.model) and self.model.config.num_classes == JUDGE_CLASSES
+        """The model's classes are the judge's classes (a class-conditional model of the judged data set)."""
+        return self.has_judge and has_classes(self.model) and self.model.config.num_classes == self.judge_classes
+
+    @property
+    def generated_count(self) -> int:
+        """How many samples the sample-quality metrics draw: num_samples, but never more than the train
+        images the real-vs-real floor compares with (train[:num_samples] vs test[:num_samples]), so the
+        model and its floor are measured with the same sample sizes (FID's bias depends on them). MNIST's
+        60k train images leave 10k; emoji64's 1,320 make it 1,320 against all 330 test images."""
+        if self.train_images is None:
+            return self.num_samples
+        return min(self.num_samples, len(self.train_images))
 
     @property
     def infers_codes(self) -> bool:
@@ -126,15 +141,15 @@ class EvalContext:
         return torch.cat(out)
 
     def samples(self) -> tuple[torch.Tensor | None, torch.Tensor]:
-        """(classes asked for or None, images): num_samples through `model.sample`, drawn once per context.
+        """(classes asked for or None, images): generated_count through `model.sample`, drawn once per context.
 
         A class-conditional model is asked for uniformly random classes (as its prior draws them)."""
         if "samples" not in self.cache:
             labels = None
             if has_classes(self.model):
-                labels = torch.randint(self.model.config.num_classes, (self.num_samples,),
+                labels = torch.randint(self.model.config.num_classes, (self.generated_count,),
                                        generator=torch.Generator().manual_seed(self.seed + 3))
-            self.cache["samples"] = (labels, self.draw(self.num_samples, self.generator(), labels))
+            self.cache["samples"] = (labels, self.draw(self.generated_count, self.generator(), labels))
         return self.cache["samples"]
 
     def fake_judged(self) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,13 +1,16 @@
 """Sample quality of every model, through `model.sample(n, rng)`: the judge's classifier-FID, KID,
-precision/recall and class coverage on 28x28 grayscale data, Inception FID on RGB data, and the
-judge's class accuracy of a class-conditional model's `sample(n, rng, y=labels)`."""
+precision/recall and class coverage on judged data (MNIST, Fashion-MNIST, emoji64), Inception FID on
+RGB data, and the judge's class accuracy of a class-conditional model's `sample(n, rng, y=labels)`.
+
+Counts: generated images are compared with up to num_samples test images, the floor with as many train
+images as were generated (see `EvalContext.generated_count`); `fid` reports the three counts."""
 from __future__ import annotations
 
 import torch
 
 from .distances import (class_histogram, fid_from_features, kernel_inception_distance, kl_to_uniform,
                         precision_recall)
-from .features import JUDGE_CLASSES, inception_features, load_inception, to_uint8
+from .features import inception_features, load_inception, to_uint8
 from .registry import EvalContext, register_metric
 
 
@@ -19,9 +22,9 @@ def judged(context: EvalContext) -> bool:
 @register_metric("fid", judged, "Classifier-FID (Heusel 2017 eq. 6) on the judge's features, with the "
                  "train-vs-test floor.", cost="low", quick=True, log_keys={"fid": "eval/fid"})
 def metric_fid(context: EvalContext) -> dict:
-    real = context.real_judged("test")[0]
-    return {"fid": fid_from_features(context.fake_judged()[0], real),
-            "fid_floor": fid_from_features(context.real_judged("train")[0], real)}
+    real, fake, train = context.real_judged("test")[0], context.fake_judged()[0], context.real_judged("train")[0]
+    return {"fid": fid_from_features(fake, real), "fid_floor": fid_from_features(train, real),
+            "generated_images": len(fake), "test_images": len(real), "floor_train_images": len(train)}
 
 
 @register_metric("kid", judged, "KID (x1000, Binkowski 2018) on the judge's features, with the "
@@ -56,7 +59,7 @@ def confident_share(logits: torch.Tensor, threshold: float = 0.9) -> float:
                            "confident_share": "eval/confident"})
 def metric_mode_coverage(context: EvalContext, min_share: float = 0.01) -> dict:
     logits = context.fake_judged()[1]                                                # (N, classes)
-    histogram = class_histogram(logits.argmax(1), JUDGE_CLASSES)
+    histogram = class_histogram(logits.argmax(1), context.judge_classes)
     return {"classes_covered": int((histogram >= min_share).sum()), "kl_to_uniform": kl_to_uniform(histogram),
             "class_histogram": [round(v, 4) for v in histogram.tolist()],
             "confident_share": confident_share(logits),
