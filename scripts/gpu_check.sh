@@ -3,7 +3,7 @@
 #
 #   bash scripts/gpu_check.sh DATA_ROOT OUT [SECONDS_PER_TRAINING] [STAGES]
 #
-# STAGES (default "env throughput vae diffusion dcgan") picks what runs, in that order; a device call runs for at
+# STAGES (default "env throughput vae diffusion dcgan emoji") picks what runs, in that order; a device call runs for at
 # most 10 minutes, so run "env throughput vae" (about 8 min) and "diffusion" (about 2 x (S + 90) s) apart.
 # DATA_ROOT holds MNIST/raw (the four IDX files, .gz is fine); OUT receives the logs and results:
 #   env.txt             GPU, torch, a bf16 matrix product's TFLOP/s
@@ -12,13 +12,17 @@
 #                       the VAE retrained with a cosine lr decay; its and the shipped file's IWAE bound,
 #                       k = 5000, all 10,000 test images, 3 binarizations
 #   <name>.log, <name>-eval.json, <name>.safetensors
-#                       ddpm, flow (stage diffusion) and a wider DCGAN (stage dcgan) trained for
+#                       ddpm, flow (stage diffusion), a wider DCGAN (stage dcgan) and the emoji64
+#                       DCGAN and cGAN at 64 px (stage emoji) trained for
 #                       SECONDS_PER_TRAINING (default 150) each, then measured on 10,000 samples by the
 #                       MNIST judge, and exported (fp16, inference only)
-# Through the device tool, MNIST must travel with the tree: copy ../shared/data/MNIST/raw/*.gz into an
-# ignored folder (e.g. .gpu-data/MNIST/raw), name it in `carry`, and pass .gpu-data as DATA_ROOT.
+# Through the device tool, the data must travel with the tree: copy ../shared/data/MNIST/raw/*.gz into an
+# ignored folder (e.g. .gpu-data/MNIST/raw), name it in `carry`, and pass .gpu-data as DATA_ROOT. For the
+# emoji stage add the rendered cache (../shared/data/cache/genlab-emoji64-*.safetensors, 20 MB) under
+# .gpu-data/cache/ and the two Debian packages it is checked against (`apt-get download
+# fonts-noto-color-emoji unicode-data` into .gpu-data/debs/).
 set -u -o pipefail
-DATA=${1:?DATA_ROOT}; OUT=${2:?OUT}; SECONDS_EACH=${3:-150}; STAGES=${4:-env throughput vae diffusion dcgan}
+DATA=${1:?DATA_ROOT}; OUT=${2:?OUT}; SECONDS_EACH=${3:-150}; STAGES=${4:-env throughput vae diffusion dcgan emoji}
 DEVICE=${DEVICE:-cuda}                            # DEVICE=cpu dry-runs the script here
 wants() { [[ " $STAGES " == *" $1 "* ]]; }
 export PYTHONUNBUFFERED=1
@@ -76,6 +80,14 @@ train_eval() {
 if wants diffusion; then
   train_eval ddpm --model ddpm --batch-size 128 --lr-warmup 1000 --ema-decay 0.999
   train_eval flow --model flow --batch-size 128 --lr-warmup 1000 --ema-decay 0.999
+fi
+# emoji64 at 64 px: the paper's DCGAN and the cGAN on the 9 emoji groups, with DiffAugment (1,320 images)
+if wants emoji; then
+  for deb in "$DATA"/debs/*.deb; do [ -f "$deb" ] && dpkg -x "$deb" /; done      # the font and emoji-test.txt
+  train_eval emoji64-dcgan --dataset emoji64 --model dcgan --batch-size 64 --diffaugment color,translation,cutout \
+      --ema-decay 0.999
+  train_eval emoji64-cgan --dataset emoji64 --model cgan --batch-size 64 --diffaugment color,translation,cutout \
+      --ema-decay 0.999
 fi
 # the MNIST DCGAN target (>= 90% confident samples, FID <= 2) with a generator of 3M parameters
 wants dcgan && train_eval dcgan-wide --model dcgan --batch-size 128 --g-channels 128 --d-channels 128 --ema-decay 0.999
