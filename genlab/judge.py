@@ -137,7 +137,8 @@ def check_images(images: torch.Tensor, input_shape: tuple = MNIST_SHAPE) -> torc
 
 
 @torch.no_grad()
-def judge_outputs(judge: Judge, images: torch.Tensor, batch_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def judge_outputs(judge: Judge, images: torch.Tensor, batch_size: int | None = None,
+                  calibrated: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """(features (N, 128), logits (N, n_classes)) of images (N, C, H, W) in [-1, 1], computed in batches
     (default: 1000 28x28 images, fewer of larger ones); the logits are divided by the judge's calibrated
     temperature (its card's; 1 if none), which leaves the argmax alone and makes softmax confidences
@@ -145,7 +146,7 @@ def judge_outputs(judge: Judge, images: torch.Tensor, batch_size: int | None = N
     images = check_images(images, judge.input_shape)
     batch_size = batch_size or max(1, 784_000 // max(1, images[0].numel()))
     device = next(judge.parameters()).device
-    temperature = getattr(judge, "header", {}).get("temperature", 1.0)
+    temperature = getattr(judge, "header", {}).get("temperature", 1.0) if calibrated else 1.0
     features, logits = [], []
     for start in range(0, len(images), batch_size):
         h = judge.features(images[start:start + batch_size].to(device))
@@ -172,9 +173,8 @@ def calibration_card(judge: Judge, train_images: torch.Tensor, train_labels: tor
                      test_images: torch.Tensor, test_labels: torch.Tensor) -> dict:
     """The card fields of a judge's temperature, fitted on the first 10k training images (not the test set),
     with what it changes on the test set: NLL and the share of images read with confidence > 0.9."""
-    judge.header = {}                                                    # raw logits (temperature 1)
-    _, train_logits = judge_outputs(judge, train_images[:10000])
-    _, test_logits = judge_outputs(judge, test_images)
+    _, train_logits = judge_outputs(judge, train_images[:10000], calibrated=False)
+    _, test_logits = judge_outputs(judge, test_images, calibrated=False)
     train_accuracy = (train_logits.argmax(1) == train_labels[:10000]).float().mean().item()
     test_accuracy = (test_logits.argmax(1) == test_labels).float().mean().item()
     if train_accuracy - test_accuracy > 0.05:          # an overfit judge: its training logits say nothing of test
