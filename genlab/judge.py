@@ -155,6 +155,11 @@ def judge_outputs(judge: Judge, images: torch.Tensor, batch_size: int | None = N
     return torch.cat(features), torch.cat(logits)
 
 
+def confident_share(logits: torch.Tensor, threshold: float = 0.9) -> float:
+    """Share of images whose top softmax probability exceeds `threshold` (read clearly as one class)."""
+    return (logits.softmax(1).max(1).values > threshold).float().mean().item()
+
+
 def fit_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:
     """Temperature scaling (Guo et al. 2017, sec. 4.2): the T > 0 minimizing the NLL of softmax(logits / T)."""
     log_t = torch.zeros((), requires_grad=True)
@@ -183,14 +188,13 @@ def calibration_card(judge: Judge, train_images: torch.Tensor, train_labels: tor
                                     f"against {test_accuracy:.1%} on test), so a temperature fitted on them would "
                                     f"only make it more confident"}
     temperature = fit_temperature(train_logits, train_labels[:10000])
-    confident = lambda logits: (logits.softmax(1).max(1).values > 0.9).float().mean().item()   # noqa: E731
     return {"temperature": round(temperature, 4),
             "temperature_note": "temperature scaling (Guo 2017), fitted by NLL on the first 10k training images; "
                                 "divides the logits (argmax, features and FID unchanged)",
             "test_nll_before_after": [round(F.cross_entropy(test_logits, test_labels).item(), 4),
                                       round(F.cross_entropy(test_logits / temperature, test_labels).item(), 4)],
-            "test_confident_share_before_after": [round(confident(test_logits), 4),
-                                                  round(confident(test_logits / temperature), 4)]}
+            "test_confident_share_before_after": [round(confident_share(test_logits), 4),
+                                                  round(confident_share(test_logits / temperature), 4)]}
 
 
 def load_judge(path: str | Path | None = None, device: str | torch.device = "cpu", dataset: str | None = None) -> Judge:

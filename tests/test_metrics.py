@@ -373,7 +373,7 @@ def test_eval_of_an_rgb_run_reports_why_inception_fid_is_skipped(tmp_path):
 
 
 def test_the_confident_share_counts_images_read_above_point_nine():
-    from genlab.metrics.sample_quality import confident_share
+    from genlab.judge import confident_share
     logits = torch.tensor([[10.0, 0, 0], [0.1, 0, 0], [0, 0, 3.0], [0, 5.0, 0]])   # top p: 1.0, 0.36, 0.91, 0.99
     assert confident_share(logits) == 0.75 and confident_share(logits, threshold=0.95) == 0.5
 

@@ -11,6 +11,7 @@ import torch
 from .distances import (class_histogram, fid_from_features, kernel_inception_distance, kl_to_uniform,
                         precision_recall)
 from .features import inception_features, load_inception, to_uint8
+from ..judge import confident_share
 from .registry import EvalContext, register_metric
 
 
@@ -45,11 +46,6 @@ def metric_precision_recall(context: EvalContext) -> dict:
     precision, recall = precision_recall(real, context.fake_judged()[0], k=3)
     floor_p, floor_r = precision_recall(real, context.real_judged("train")[0], k=3)
     return {"precision": precision, "recall": recall, "precision_floor": floor_p, "recall_floor": floor_r}
-
-
-def confident_share(logits: torch.Tensor, threshold: float = 0.9) -> float:
-    """Share of images whose top judge softmax probability exceeds `threshold` (clearly one class)."""
-    return (logits.softmax(1).max(1).values > threshold).float().mean().item()
 
 
 @register_metric("mode_coverage", judged, "The judge's class histogram of samples: classes covered "
