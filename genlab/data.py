@@ -218,10 +218,15 @@ MNIST_FILES = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte",
 
 
 def load_mnist(config: TrainConfig, split: str = "train") -> ImageData:
-    """MNIST through torchvision, downloaded into data_root when missing and a connection exists."""
+    """MNIST from torchvision's raw layout (the IDX files, plain or any .gz), else downloaded by torchvision
+    into data_root when a connection exists."""
     from torchvision.datasets import MNIST
     root = Path(config.data_path or config.data_root)
     train = split == "train"
+    prefix = "train" if train else "t10k"
+    found = [find_idx(root / "MNIST" / "raw", f"{prefix}-{kind}") for kind in ("images-idx3-ubyte", "labels-idx1-ubyte")]
+    if all(found):                                   # read directly: torchvision re-downloads a .gz whose MD5 differs
+        return ImageData("mnist", read_idx(found[0])[:, None].contiguous(), read_idx(found[1]).long(), 10)
     try:
         dataset = MNIST(str(root), train=train, download=False)
     except RuntimeError:

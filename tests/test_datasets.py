@@ -43,6 +43,18 @@ def test_fashion_in_torchvision_layout_under_the_data_root(tmp_path):
     assert data.labels.tolist() == list(range(6)) and data.num_classes == 10
 
 
+def test_mnist_raw_files_gzipped_by_hand_load_offline(tmp_path):
+    """IDX files re-compressed with another gzip header (so torchvision's MD5 check fails) load as they are."""
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    images, labels = torch.randint(0, 256, (4, 28, 28), dtype=torch.uint8), torch.tensor([3, 1, 4, 1], dtype=torch.uint8)
+    write_idx(raw / "t10k-images-idx3-ubyte.gz", images, True)
+    write_idx(raw / "t10k-labels-idx1-ubyte.gz", labels, True)
+    data = load_dataset(TrainConfig(dataset="mnist", data_root=str(tmp_path)), "test")
+    assert torch.equal(data.images[:, 0], images) and data.labels.tolist() == [3, 1, 4, 1]
+    assert data.images.shape == (4, 1, 28, 28) and data.num_classes == 10
+
+
 @fashion_installed
 def test_fashion_from_the_debian_package():
     train = load_dataset(TrainConfig(dataset="fashion", data_root="/nonexistent-genlab-root"))
