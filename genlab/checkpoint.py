@@ -284,6 +284,18 @@ def load_optimizer_state(optimizers: dict, header: dict, tensors: dict) -> None:
                 index, field = key[len(prefix):].split(".", 1)
                 state.setdefault(int(index), {})[field] = value
         optimizer.load_state_dict({"state": state, "param_groups": groups})
+        match_parameter_layout(optimizer)
+
+
+def match_parameter_layout(optimizer: torch.optim.Optimizer) -> None:
+    """Give each state tensor (Adam's moments) its parameter's strides: a file stores them contiguous, a
+    channels_last parameter is not, and CUDA's fused/foreach Adam refuses the mix on the next step."""
+    for group in optimizer.param_groups:
+        for param in group["params"]:
+            fields = optimizer.state.get(param, {})
+            for field, value in fields.items():
+                if torch.is_tensor(value) and value.shape == param.shape and value.stride() != param.stride():
+                    fields[field] = torch.empty_like(param, dtype=value.dtype).copy_(value)
 
 
 def load(path: str | Path, device: str | torch.device = "cpu", max_parameters: int | None = MAX_PARAMETERS):

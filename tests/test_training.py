@@ -368,3 +368,23 @@ def test_a_sigterm_after_the_loop_ended_still_lets_the_run_save_and_say_stopped(
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["stopped", "2"]
     assert runs.read_status(tmp_path / "run")["state"] == "stopped"
+
+
+def test_a_resumed_channels_last_run_keeps_the_optimizer_state_in_the_parameters_layout(tmp_path):
+    """A checkpoint stores Adam's moments contiguous; restored into channels_last parameters they must take
+    the parameters' strides (CUDA's fused/foreach Adam refused the mix: resume failed on a GPU)."""
+    from genlab.training.state import TrainState
+    config = any_tiny_config(GAN_PAIR, steps=2, checkpoint_every=2, channels_last="on")
+    train(config, tmp_path / "run")
+    stored = json.loads((tmp_path / "run" / "config.json").read_text())["model"]
+    model = genlab.build_model(GAN_PAIR, stored).to(memory_format=torch.channels_last)
+    state = TrainState(torch.Generator(), model.make_optimizers())
+    state.restore(runs.checkpoint_path(tmp_path / "run"), model)
+    checked = 0
+    for optimizer in state.optimizers.values():
+        for param, fields in optimizer.state.items():
+            for value in fields.values():
+                if torch.is_tensor(value) and value.shape == param.shape:
+                    assert value.stride() == param.stride()
+                    checked += param.dim() == 4 and not param.is_contiguous()
+    assert checked > 0                                   # some moments really were channels_last
