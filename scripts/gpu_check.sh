@@ -4,8 +4,11 @@
 #   bash scripts/gpu_check.sh DATA_ROOT OUT [DEADLINE_SECONDS]
 #
 # Everything ends DEADLINE_SECONDS (default 560) after the start, packed into OUT:
-#   results.tgz          logs, eval JSON, sampling tables, run folders without their checkpoints
-#   models.tar.part-*    the fp16 inference exports (split at 15 MB; `cat models.tar.part-* | tar x`)
+#   results.tgz.part-*   logs, eval JSON, sampling tables, run folders without checkpoints and older grids
+#   models.tar.part-*    the fp16 inference exports (split at 15 MB: `cat models.tar.part-* | tar x`)
+# What the first lent GPU taught (2026-11-27, H200, docs/performance.md): seven runs side by side each get
+# about 7 steps/s (the small networks are launch-bound), and 150 s of reserve measures only 2 to 4 rows
+# of a 10,000-sample sampling table; the throughput benches need about a minute each.
 # Phases, in order:
 #   1. env.txt             GPU, torch, a bf16 matrix product's TFLOP/s (the ceiling)
 #   2. throughput-*.txt    bench.throughput beside the PyTorch tutorial, fp32 and bf16, alone on the GPU,
@@ -58,20 +61,21 @@ EOF
 # ---- 2. throughput, alone on the device
 AMPS=$([ "$DEVICE" = cuda ] && echo "off bf16" || echo off)
 for amp in $AMPS; do
-  timeout -k 5 35 python3 -m bench.throughput --device "$DEVICE" --amp "$amp" --data mnist,faces64 --batch 128 \
+  timeout -k 5 60 python3 -m bench.throughput --device "$DEVICE" --amp "$amp" --data mnist,faces64 --batch 128 \
       --repeats 1 --warmup 10 --steps 100 --steps-64 30 --faces 1024 --mnist-root "$DATA" --work "$WORK/bench" \
       > "$RES/throughput-$amp.txt" 2>&1
 done
 for amp in $AMPS; do
-  timeout -k 5 25 python3 -m bench.throughput --device "$DEVICE" --amp "$amp" --data mnist --batch 256 \
+  timeout -k 5 45 python3 -m bench.throughput --device "$DEVICE" --amp "$amp" --data mnist --batch 256 \
       --models ddpm,flow --no-reference --repeats 1 --warmup 5 --steps 30 --mnist-root "$DATA" \
       --work "$WORK/bench" > "$RES/throughput-diffusion-$amp.txt" 2>&1
 done
 
 # ---- 3. trainings in parallel
-keep_samples() {                  # the run folder without its checkpoints (config, metrics, status, samples)
-  mkdir -p "$RES/runs/$1"
-  (cd "$WORK/$1" 2>/dev/null && cp -r $(ls | grep -v '^checkpoints$') "$RES/runs/$1/")
+keep_samples() {                  # the run folder without checkpoints and older grids (results.tgz must stay < 16 MB)
+  mkdir -p "$RES/runs/$1/samples"
+  (cd "$WORK/$1" 2>/dev/null && cp config.json metrics.jsonl status.json "$RES/runs/$1/" &&
+   cp $(ls samples/step_*.png | tail -n 2) $(ls samples/strip_*.png 2>/dev/null | tail -n 2) "$RES/runs/$1/samples/")
   tail -n 2 "$WORK/$1/metrics.jsonl" >> "$RES/$1.log" 2>/dev/null
 }
 export_run() {                    # the fp16 inference export of a run's latest checkpoint
@@ -125,7 +129,7 @@ FIDS=fid,mode_coverage,precision_recall
 wait
 nvidia-smi > "$RES/nvidia-smi-end.txt" 2>&1
 ls -la "$MODELS" "$RES" > "$RES/listing.txt"
-tar czf "$OUT/results.tgz" -C "$RES" .
+tar czf - -C "$RES" . | split -b 15m - "$OUT/results.tgz.part-"
 tar cf - -C "$MODELS" . | split -b 15m - "$OUT/models.tar.part-"
 cat "$RES"/*-table.jsonl 2>/dev/null | cut -c1-300
 grep -h '"fid"' "$RES"/*-eval.json 2>/dev/null | head -20

@@ -64,6 +64,8 @@ def main() -> None:
     parser.add_argument("--samplers", default="", help="Default: the config's sampler.")
     parser.add_argument("--samples", type=int, default=10000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch-size", type=int, default=500, help="Samples per draw (genlab eval's 500; smaller "
+                        "is faster on a CPU, and draws other noise).")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", default=None, help="JSON lines, appended to.")
     args = parser.parse_args()
@@ -79,7 +81,8 @@ def main() -> None:
     if judge is None:
         parser.error(f"no judge: {reason}")
     context_args = dict(train_images=train_data.images, test_images=test_data.images,
-                        test_labels=test_data.labels, judge=judge, num_samples=args.samples, seed=args.seed)
+                        test_labels=test_data.labels, judge=judge, num_samples=args.samples, seed=args.seed,
+                        batch_size=args.batch_size)
     weights = numbers(args.guidance, float) if "guidance" in knobs else [None]
     samplers = [s for s in args.samplers.split(",") if s] or [knobs["sampler"]["default"]]
     real_cache: dict = {}

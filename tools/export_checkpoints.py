@@ -85,6 +85,8 @@ def measured(run: Path, model) -> list[str]:
                              f"{results[name]['bits_per_dim']:.4f} bits/dim")
     if lines and settings:
         where = f"{settings.get('num_samples')} samples, latent seed {settings.get('seed')}"
+        if settings.get("device", "cpu") != "cpu":            # another random stream: a CPU rerun draws other latents
+            where += f" drawn on {settings['device']}"
         if judge:
             where += f", the {judge.get('dataset')} judge ({judge.get('test_accuracy', 0):.2%} test accuracy)"
         lines.append(f"taken from {'this file' if report.get('source', '').endswith('.safetensors') else 'the run'} "
@@ -111,7 +113,15 @@ def throughput(last: dict, train: dict, speeds: list) -> str:
         return "not recorded"
     average = last["step"] * train.get("batch_size", 64) / last["time"]
     return (f"{average:.0f} images/s on average; logged intervals ranged {min(speeds):.0f} to "
-            f"{max(speeds):.0f} images/s (the CPU was shared)")
+            f"{max(speeds):.0f} images/s (the machine was shared)")
+
+
+def machine(run: Path) -> str:
+    """Where the run trained, from its status (the device it ran on)."""
+    device = runs.read_status(run).get("device", "cpu")
+    if device == "cpu":
+        return "a shared 2-core CPU; other work ran at the same time"
+    return f"on {'a CUDA GPU' if device == 'cuda' else device}; the notes below say which and what ran beside it"
 
 
 DATASET_TITLES = {"mnist": "MNIST", "fashion": "Fashion-MNIST", "emoji64": "the emoji64 set",
@@ -155,7 +165,7 @@ genlab `{model}`: {description} Trained on {DATASET_TITLES.get(train.get('datase
 |---|---|
 | command | `{train_command(run)}` |
 | steps | {steps} (batch {train.get('batch_size')}, {float(last.get('epoch', 0)):.1f} epochs), seed {train.get('seed')} |
-| wall time | {wall_seconds(log, (model, weights.stem, run.name), last) if finished else f"{last.get('time', 0):.0f} s to step {step}"} (a shared 2-core CPU; other work ran at the same time) |
+| wall time | {wall_seconds(log, (model, weights.stem, run.name), last) if finished else f"{last.get('time', 0):.0f} s to step {step}"} ({machine(run)}) |
 | throughput | {throughput(last, train, speeds)} |
 | data | {data_description(train, config.get('model', {}), data_root)} |
 | final losses | {losses or 'n/a'} |
