@@ -84,7 +84,10 @@ def measured(run: Path, model) -> list[str]:
                 lines.append(f"test NLL ({label}) {results[name]['nll']:.2f} nats, "
                              f"{results[name]['bits_per_dim']:.4f} bits/dim")
     if lines and settings:
-        where = f"{settings.get('num_samples')} samples, latent seed {settings.get('seed')}"
+        where = f"{settings.get('generated_samples', settings.get('num_samples'))} samples"
+        if settings.get("real_test_images"):
+            where += f" against {settings['real_test_images']} test images"
+        where += f", latent seed {settings.get('seed')}"
         if settings.get("device", "cpu") != "cpu":            # another random stream: a CPU rerun draws other latents
             where += f" drawn on {settings['device']}"
         if judge:
