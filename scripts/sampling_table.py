@@ -48,6 +48,7 @@ def measure(model, context_args: dict, real_cache: dict, steps: int, sampler: st
     sampling_s = time.time() - started
     results = evaluate(context, names)
     row = {"steps": steps, "sampler": sampler, "guidance": guidance, "samples": context.generated_count,
+           "seed": context.seed, "batch_size": context.batch_size, "device": str(model.device),
            "sampling_s": round(sampling_s, 2), "images_per_s": round(context.generated_count / sampling_s, 1)}
     for values in results.values():
         row.update({key: value for key, value in values.items()

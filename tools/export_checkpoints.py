@@ -20,6 +20,7 @@ A card that exists keeps its "What it shows" section.
 from __future__ import annotations
 
 import argparse
+import json
 import dataclasses
 import re
 from pathlib import Path
@@ -83,6 +84,7 @@ def measured(run: Path, model) -> list[str]:
             if name in results and "bits_per_dim" in results[name]:
                 lines.append(f"test NLL ({label}) {results[name]['nll']:.2f} nats, "
                              f"{results[name]['bits_per_dim']:.4f} bits/dim")
+    lines += sampling_table_lines(run, model)
     if lines and settings:
         where = f"{settings.get('generated_samples', settings.get('num_samples'))} samples"
         if settings.get("real_test_images"):
@@ -94,6 +96,26 @@ def measured(run: Path, model) -> list[str]:
             where += f", the {judge.get('dataset')} judge ({judge.get('test_accuracy', 0):.2%} test accuracy)"
         lines.append(f"taken from {'this file' if report.get('source', '').endswith('.safetensors') else 'the run'} "
                      f"by `python -m genlab.eval` on {where}")
+    return lines
+
+
+def sampling_table_lines(run: Path, model) -> list[str]:
+    """The rows of RUN/sampling-table.jsonl (`scripts/sampling_table.py` on this file: judge metrics per
+    guidance, steps and sampler) measured at the exported step."""
+    path = run / "sampling-table.jsonl"
+    step = model.checkpoint_header.get("step")
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+    lines = []
+    for r in (r for r in rows if r.get("step") == step):
+        knobs = f"{r['steps']} {r['sampler']} steps" + (f", w = {r['guidance']:g}" if r.get("guidance") is not None else "")
+        accuracy = f", class accuracy {r['judge_accuracy']:.2%}" if "judge_accuracy" in r else ""
+        lines.append(f"{knobs}: judge FID {r['fid']:.3f} (floor {r['fid_floor']:.2f}){accuracy}, "
+                     f"{r['confident_share']:.1%} confident")
+    if lines:
+        devices = sorted({r.get("device", "?") for r in rows if r.get("step") == step})
+        lines.append(f"each on {rows[0]['samples']} samples, seed {rows[0].get('seed', 0)}, drawn on "
+                     f"{' and '.join(devices)}, by `python scripts/sampling_table.py FILE` (genlab eval's "
+                     f"metrics, the knobs set per row)")
     return lines
 
 
