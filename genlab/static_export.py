@@ -11,7 +11,8 @@
 Each generator is exported with `torch.onnx.export` as `GeneratorForExport`: named inputs
 `latent_<key>` (one per latent the model's `generate` takes: z, y, cat, cont; batch 1) and one output
 `image` (1, C, H, W) in [0, 1]. The page builds its sliders from `LatentSpec` alone, so any model with
-latents (`HasLatents`) is exported and any other is skipped with one line.
+latents (`HasLatents`) that draws an image in one pass (not `HasTrajectory`) is exported and any other
+is skipped with one line.
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ from torch import nn
 
 from . import latent as L
 from .checkpoint import CheckpointError, load, resolve
-from .models import HasLatents
+from .models import HasLatents, HasTrajectory
 
 STATIC_DIR = Path(__file__).parent / "static"                  # the page: index.html, explorer.js, style.css
 PAGE_FILES = ("index.html", "explorer.js", "style.css")
@@ -218,9 +219,13 @@ def export_static(checkpoints, out_dir, space: bool = False, log=print, ort_dir=
         if not isinstance(model, HasLatents):
             log(f"skipping {checkpoint}: its {model.name} model has no latent input to put on sliders")
             continue
+        if isinstance(model, HasTrajectory):          # an iterative sampler: one network pass per step
+            log(f"skipping {checkpoint}: its {model.name} model samples in many network passes; the static "
+                f"explorer runs one-pass generators (the live explorer serves it)")
+            continue
         loaded.append((checkpoint, model, model_id(checkpoint, taken)))
     if not loaded:
-        raise StaticExportError("none of the checkpoints holds a model with latents; nothing to export")
+        raise StaticExportError("none of the checkpoints holds a one-pass generator with latents; nothing to export")
     prepare_out(out_dir)
     entries = []
     for checkpoint, model, ident in loaded:

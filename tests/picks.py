@@ -31,3 +31,4 @@ WITH_ENCODER = pick(lambda m: isinstance(m, HasEncoder), "with an encoder")
 # A likelihood over binary pixels (a Bernoulli decoder): scored on binarized test images.
 BINARY_LIKELIHOOD = pick(lambda m: isinstance(m, HasLikelihood) and getattr(m.config, "likelihood", "") == "bernoulli",
                          "with a likelihood over binary pixels")
+ITERATIVE_SAMPLER = pick(lambda m: isinstance(m, HasTrajectory), "that samples in many network passes")

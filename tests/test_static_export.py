@@ -14,7 +14,7 @@ from genlab.cli import main as cli_main
 from genlab.models import GenerativeModel, register_model, unregister_model
 from genlab.models.base import ImageConfig
 from genlab import static_export as S
-from picks import CONDITIONAL, WITH_CODES, WITH_ENCODER
+from picks import CONDITIONAL, ITERATIVE_SAMPLER, WITH_CODES, WITH_ENCODER
 from test_explorer import tiny_model, write_checkpoint
 from toy_model import registered
 
@@ -182,6 +182,21 @@ def test_a_model_without_latents_is_skipped_with_one_line(tmp_path, capsys):
                      f"input to put on sliders"
     assert "nothing to export" in err[1] and len(err) == 2
     assert not (tmp_path / "site").exists()
+
+
+@needs_ort
+def test_an_iterative_sampler_is_skipped_with_one_line_and_the_others_export(tmp_path, capsys):
+    """A model that samples in many network passes (HasTrajectory) is left to the live explorer."""
+    write_checkpoint(tmp_path / "iterative.safetensors", ITERATIVE_SAMPLER)
+    write_checkpoint(tmp_path / "one-pass.safetensors", CONDITIONAL)
+    code = cli_main(["export-static", str(tmp_path / "iterative.safetensors"), str(tmp_path / "one-pass.safetensors"),
+                     str(tmp_path / "site")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 0
+    assert err[0].startswith(f"skipping {tmp_path / 'iterative.safetensors'}: its {ITERATIVE_SAMPLER} model samples "
+                             f"in many network passes")
+    manifest = json.loads((tmp_path / "site" / "models.json").read_text())
+    assert [entry["id"] for entry in manifest["models"]] == ["one-pass"]
 
 
 @needs_ort
