@@ -113,9 +113,10 @@ def sampling_table_lines(run: Path, model) -> list[str]:
                      f"{r['confident_share']:.1%} confident")
     if lines:
         devices = sorted({r.get("device", "?") for r in rows if r.get("step") == step})
+        batch = rows[0].get("batch_size", 500)
         lines.append(f"each on {rows[0]['samples']} samples, seed {rows[0].get('seed', 0)}, drawn on "
-                     f"{' and '.join(devices)}, by `python scripts/sampling_table.py FILE` (genlab eval's "
-                     f"metrics, the knobs set per row)")
+                     f"{' and '.join(devices)}, by `python scripts/sampling_table.py FILE"
+                     f"{f' --batch-size {batch}' if batch != 500 else ''}` (genlab eval's metrics, the knobs set per row)")
     return lines
 
 
