@@ -7,7 +7,7 @@ Starts the launch command (`python -m genlab.serve`), opens the Train page with 
 through the page address (?model=ddpm&width=16&...: the form a user would edit), presses Start training,
 follows the Live page (a screenshot of the grid and the denoising strip at each sample step it sees),
 presses Stop, then Resume, and lets it run on; then opens the Latent explorer on the shipped
-checkpoints/mnist-ddpm, moves the guidance and steps knobs and the Denoising tab's scrubber, timing each
+the shipped checkpoint (--explore), moves the guidance and steps knobs and the Denoising tab's scrubber, timing each
 new image. Needs Debian's chromium and Playwright.
 """
 from __future__ import annotations
@@ -24,8 +24,14 @@ from bench.explorer_walkthrough import start_server
 from tests.support import CHROMIUM, CHROMIUM_ARGS
 
 REPO = Path(__file__).resolve().parents[1]
-SMALL_DDPM = dict(model="ddpm", dataset="mnist", width=16, blocks=1, lr=0.001, ema_decay=0.995, sampling_steps=20,
-                  batch_size=32, log_every=50, sample_every=250, checkpoint_every=250, eval_every=0)
+SMALL_DENOISER = dict(dataset="mnist", width=16, blocks=1, lr=0.001, ema_decay=0.995, sampling_steps=20,
+                      batch_size=32, log_every=50, sample_every=250, checkpoint_every=250, eval_every=0)
+
+
+def first_iterative_sampler() -> str:
+    """The first registered model (by name) that samples through a trajectory: the DDPM today."""
+    from genlab.models import MODELS, HasTrajectory, build_model
+    return next(name for name in sorted(MODELS) if isinstance(build_model(name, dict(MODELS[name].tiny)), HasTrajectory))
 
 
 def status_of(runs_root: Path) -> tuple[Path | None, dict]:
@@ -42,6 +48,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1200, help="The run's total steps.")
     parser.add_argument("--stop-at", type=int, default=750, help="Press Stop once the run passes this step.")
     parser.add_argument("--out", default=str(REPO / "bench" / "results" / "diffusion-try"))
+    parser.add_argument("--model", default=None, help="A registered model with a sampling trajectory "
+                        "(default: the first by name, the DDPM).")
+    parser.add_argument("--explore", default="checkpoints/mnist-ddpm", help="The shipped checkpoint to explore.")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -58,7 +67,8 @@ def main() -> None:
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
             page = browser.new_page(viewport={"width": 1400, "height": 1100})
-            query = "&".join(f"{k}={v}" for k, v in dict(SMALL_DDPM, steps=args.steps).items())
+            model = args.model or first_iterative_sampler()
+            query = "&".join(f"{k}={v}" for k, v in dict(SMALL_DENOISER, model=model, steps=args.steps).items())
             page.goto(f"{url}/Train?{query}")
             page.get_by_text("Start training").first.wait_for(timeout=90_000)
             page.screenshot(path=str(out / "01-train-form.png"), full_page=True)
@@ -101,7 +111,7 @@ def main() -> None:
                 time.sleep(2)
             page.screenshot(path=str(out / "04-live-end.png"), full_page=True)
 
-            page.goto(url + "/explorer/?model=checkpoints/mnist-ddpm")
+            page.goto(f"{url}/explorer/?model={args.explore}")
             frame = page
             image = frame.locator("#explorer-image img")
             expect(image).to_be_visible(timeout=120_000)
