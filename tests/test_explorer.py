@@ -16,7 +16,7 @@ from genlab import latent as L
 from genlab.checkpoint import save_checkpoint
 from genlab.models import MODELS, build_model
 from genlab.models.base import LatentSpec
-from picks import CONDITIONAL, GAN_PAIR, WITH_CODES, WITH_ENCODER
+from picks import CONDITIONAL, GAN_PAIR, ITERATIVE_SAMPLER, WITH_CODES, WITH_ENCODER
 
 # Every registered model from its own tiny config, with twice as many z dims as sliders (MAX_Z_SLIDERS = 8),
 # so the seed draws the dims without one.
@@ -341,6 +341,21 @@ def test_cache_loads_a_real_checkpoint_and_counts_its_bytes(tmp_path):
     weights = sum(p.numel() * p.element_size() for p in got.model.parameters())
     assert got.nbytes >= weights > 0 and got.spec.z_dim == TINY[WITH_ENCODER]["z_dim"]
     assert cache.get(Entry("checkpoints/v", "v", tmp_path / "v.safetensors")) is got
+
+
+@pytest.mark.parametrize("name", sorted({GAN_PAIR, WITH_ENCODER, ITERATIVE_SAMPLER}))
+def test_a_loaded_model_serves_in_channels_last_with_the_same_images(tmp_path, name):
+    """The explorer keeps CPU models' conv weights NHWC (faster oneDNN kernels); the images stay the model's."""
+    from genlab.explorer import Entry, ModelCache
+    write_checkpoint(tmp_path / "m.safetensors", name)
+    got = ModelCache().get(Entry("checkpoints/m", "m", tmp_path / "m.safetensors"))
+    convs = [p for p in got.model.parameters() if p.dim() == 4 and p.shape[-1] > 1]
+    assert convs and all(p.is_contiguous(memory_format=torch.channels_last) for p in convs)
+    plain = tiny_model(name, 0).eval()
+    rng_a, rng_b = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        served, reference = got.model.sample(2, rng_a), plain.sample(2, rng_b)
+    assert torch.allclose(served, reference, atol=1e-4)
 
 
 def test_a_slow_load_does_not_block_another_entrys_render():
