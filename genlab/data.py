@@ -339,6 +339,20 @@ def render_emoji(text: str, font, size: int = EMOJI_SIZE) -> torch.Tensor | None
     return pil_to_tensor(square.resize((size, size), Image.LANCZOS))            # (3, size, size)
 
 
+def renderer() -> str:
+    """What draws the glyphs: Pillow and its FreeType differ in how they scale and smooth colour bitmaps."""
+    import PIL
+    from PIL import features
+    return f"Pillow {PIL.__version__}, FreeType {features.version('freetype2')}"
+
+
+def emoji_cache_name(emoji: list[str], font_bytes: int, drawn_by: str) -> str:
+    """The cache file of one rendering: the emoji list, the font and the renderer are its key, so a cache
+    drawn by another Pillow (other pixels) is rendered again rather than mixed with this one's models."""
+    key = hashlib.sha1(("\n".join(emoji) + f"|{font_bytes}|{drawn_by}").encode()).hexdigest()[:12]
+    return f"genlab-emoji64-{len(emoji)}-{key}.safetensors"
+
+
 def load_emoji64(config: TrainConfig, split: str = "train") -> ImageData:
     """About 1,400 colour emoji rendered once at 64x64 from Noto Color Emoji (images Apache-2.0), labelled
     by their Unicode emoji group; every fifth emoji is the test split. Cached under data_root/cache."""
@@ -347,8 +361,7 @@ def load_emoji64(config: TrainConfig, split: str = "train") -> ImageData:
         raise DataError(f"emoji64 is rendered from {EMOJI_FONT} with the groups of {EMOJI_TEST}; on Debian/Ubuntu: "
                         f"apt-get install fonts-noto-color-emoji unicode-data")
     emoji, group_of, groups = emoji_list()
-    key = hashlib.sha1(("\n".join(emoji) + f"|{EMOJI_FONT.stat().st_size}").encode()).hexdigest()[:12]
-    cache = Path(config.data_root) / "cache" / f"genlab-emoji64-{len(emoji)}-{key}.safetensors"
+    cache = Path(config.data_root) / "cache" / emoji_cache_name(emoji, EMOJI_FONT.stat().st_size, renderer())
     try:
         stored = load_file(str(cache))
         images, labels = stored["images"], stored["labels"]

@@ -89,6 +89,14 @@ def test_emoji64_renders_in_colour_splits_and_caches(tmp_path):
     assert torch.equal(again.images, train.images) and torch.equal(again.labels, train.labels)
 
 
+def test_emoji_cache_is_keyed_by_font_and_renderer():
+    name = D.emoji_cache_name(["\U0001F600", "\U0001F436"], 1000, "Pillow 12.3.0, FreeType 2.14.3")
+    assert name.startswith("genlab-emoji64-2-") and name.endswith(".safetensors")
+    assert D.emoji_cache_name(["\U0001F600", "\U0001F436"], 1000, "Pillow 11.0.0, FreeType 2.13.2") != name
+    assert D.emoji_cache_name(["\U0001F600", "\U0001F436"], 1001, "Pillow 12.3.0, FreeType 2.14.3") != name
+    assert "Pillow" in D.renderer() and "FreeType" in D.renderer()
+
+
 def test_missing_emoji_font_is_one_actionable_line(tmp_path, monkeypatch):
     monkeypatch.setattr(D, "EMOJI_FONT", tmp_path / "missing.ttf")
     with pytest.raises(DataError, match="apt-get install fonts-noto-color-emoji"):
