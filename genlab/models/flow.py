@@ -3,7 +3,8 @@
 Convention: t runs from noise to data, x_t = (1 - t) x0 + t x1 with x0 ~ N(0, I) the noise and x1 an image,
 so the path's velocity is dx_t/dt = x1 - x0. A U-Net v(x_t, t, y) (time embedded as 1000 t) is trained with
 || v(x_t, t) - (x1 - x0) ||^2 over t ~ U(0, 1) (Lipman eq. 23), and samples integrate dx/dt = v from t = 0
-(noise) to t = 1 with Euler or Heun (the trapezoidal predictor-corrector, 2 evaluations a step) steps.
+(noise) to t = 1 with Euler or Heun steps (the trapezoidal predictor-corrector, 2 evaluations a step; its
+last step is Euler, as in Karras et al. 2022, Algorithm 1, so N steps cost 2N - 1 evaluations).
 The prediction of the image at time t is x1_hat = x_t + (1 - t) v. Classifier-free guidance as in DDPM:
 v~ = (1 + w) v(x, c) - w v(x, null). The per-time loss logs use t itself: `loss/t_low` is near the noise.
 """
@@ -24,7 +25,7 @@ TIME_SCALE = 1000.0             # the U-Net's sinusoidal embedding sees 1000 t, 
 @dataclass
 class FlowConfig(DenoiserConfig):
     sampler: str = param("euler", "ODE solver from noise to image: euler (1 evaluation a step) or heun "
-                         "(2 evaluations a step, second order).", choices=("euler", "heun"))
+                         "(2 evaluations a step, the last one Euler; second order).", choices=("euler", "heun"))
 
 
 @register_model("flow")
@@ -63,6 +64,9 @@ class Flow(DenoisingModel):
                 records.append((1.0 - t, x, (x + (1 - t) * v).clamp(-1, 1)))      # x1_hat = x_t + (1 - t) v
             if sampler == "euler":
                 x = x + dt * v
+            elif k == steps - 1:                                                  # Heun's last step: Euler
+                x = x + dt * v         # (Karras 2022, Alg. 1: no correction into the data end; v at t = 1 is
+                                       #  (x1 - x_t) / (1 - t) in the limit, never trained, and spoils the image)
             else:                                                                 # Heun: average the slopes
                 x_euler = x + dt * v
                 x = x + dt / 2 * (v + self.velocity(network, x_euler, t + dt, y, guidance))
