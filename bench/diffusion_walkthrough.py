@@ -6,8 +6,8 @@
 Starts the launch command (`python -m genlab.serve`), opens the Train page with a small DDPM filled in
 through the page address (?model=ddpm&width=16&...: the form a user would edit), presses Start training,
 follows the Live page (a screenshot of the grid and the denoising strip at each sample step it sees),
-presses Stop, then Resume, and lets it run on; then opens the Latent explorer on the shipped
-the shipped checkpoint (--explore), moves the guidance and steps knobs and the Denoising tab's scrubber, timing each
+presses Stop, then Resume, and lets it run on; then opens the Latent explorer on a shipped
+checkpoint (--explore), moves the guidance and steps knobs and the Denoising tab's scrubber, timing each
 new image. Needs Debian's chromium and Playwright.
 """
 from __future__ import annotations

@@ -105,18 +105,20 @@ def sampling_table_lines(run: Path, model) -> list[str]:
     path = run / "sampling-table.jsonl"
     step = model.checkpoint_header.get("step")
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+    at_step = [r for r in rows if r.get("step") == step]
     lines = []
-    for r in (r for r in rows if r.get("step") == step):
+    for r in at_step:
         knobs = f"{r['steps']} {r['sampler']} steps" + (f", w = {r['guidance']:g}" if r.get("guidance") is not None else "")
         accuracy = f", class accuracy {r['judge_accuracy']:.2%}" if "judge_accuracy" in r else ""
         lines.append(f"{knobs}: judge FID {r['fid']:.3f} (floor {r['fid_floor']:.2f}){accuracy}, "
                      f"{r['confident_share']:.1%} confident")
     if lines:
-        devices = sorted({r.get("device", "?") for r in rows if r.get("step") == step})
-        batch = rows[0].get("batch_size", 500)
-        lines.append(f"each on {rows[0]['samples']} samples, seed {rows[0].get('seed', 0)}, drawn on "
-                     f"{' and '.join(devices)}, by `python scripts/sampling_table.py FILE"
-                     f"{f' --batch-size {batch}' if batch != 500 else ''}` (genlab eval's metrics, the knobs set per row)")
+        def values(key, default) -> str:                 # what the rows at this step used, each value once
+            return " and ".join(str(v) for v in sorted({r.get(key, default) for r in at_step}))
+        batch = values("batch_size", 500)
+        lines.append(f"each on {values('samples', '?')} samples, seed {values('seed', 0)}, drawn on "
+                     f"{values('device', '?')}, by `python scripts/sampling_table.py FILE"
+                     f"{f' --batch-size {batch}' if batch != '500' else ''}` (genlab eval's metrics, the knobs set per row)")
     return lines
 
 
