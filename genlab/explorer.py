@@ -164,7 +164,7 @@ def load_entry(entry: Entry, max_parameters: int | None) -> Loaded:
         model = load_from_hub(entry.repo)
     else:
         model = load(entry.path, max_parameters=max_parameters)
-    if model.device.type == "cpu":   # oneDNN runs NHWC weights 11-25% faster (docs/performance.md)
+    if model.device.type == "cpu":   # NHWC: oneDNN's convolutions up to 25% faster (docs/performance.md)
         model.to(memory_format=torch.channels_last)
     nbytes = sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers()))
     return Loaded(entry.key, model, model.latent_spec(), getattr(model, "checkpoint_header", {}),
