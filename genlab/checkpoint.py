@@ -306,6 +306,14 @@ def load(path: str | Path, device: str | torch.device = "cpu", max_parameters: i
     return model.to(device).eval()
 
 
+def serve_fast_on_cpu(model):
+    """On the CPU, hold the weights channels-last: oneDNN's NHWC convolutions run 11-25% faster for
+    sampling and about 30% faster for the VAE's likelihood (docs/performance.md). Returns the model."""
+    if model.device.type == "cpu":
+        model.to(memory_format=torch.channels_last)
+    return model
+
+
 def export_checkpoint(source: str | Path, destination: str | Path, half: bool = True, drop=None,
                       **extra_meta) -> Path:
     """Write an inference-only copy (weights and config, no optimizer or RNG), fp16 by default;

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from . import runs
-from .checkpoint import CheckpointError, load, resolve
+from .checkpoint import CheckpointError, load, resolve, serve_fast_on_cpu
 from .config import ConfigError, TrainConfig
 from .data import DataError, load_dataset
 from .metrics import METRICS, EvalContext, applicable, evaluate, quick_log
@@ -74,7 +74,7 @@ def evaluate_checkpoint(source: str | Path, data_root: str | None = None, metric
                         binarize_seeds: tuple = (0,)) -> dict:
     """Load a checkpoint, run the metrics that apply (or those named) and return the report dict."""
     started = time.time()
-    model = load(source, device)
+    model = serve_fast_on_cpu(load(source, device))
     header = model.checkpoint_header
     train_config = header.get("train_config")
     if not train_config:

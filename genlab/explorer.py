@@ -24,7 +24,7 @@ import torch
 
 from . import latent as L
 from . import runs
-from .checkpoint import MAX_PARAMETERS, CheckpointError, load, read_raw_header, resolve
+from .checkpoint import MAX_PARAMETERS, CheckpointError, load, read_raw_header, resolve, serve_fast_on_cpu
 from .models import MODELS, HasSamplingKnobs, HasTrajectory
 from .runs import checkpoint_path, is_active, read_status
 from .settings import Settings
@@ -164,8 +164,7 @@ def load_entry(entry: Entry, max_parameters: int | None) -> Loaded:
         model = load_from_hub(entry.repo)
     else:
         model = load(entry.path, max_parameters=max_parameters)
-    if model.device.type == "cpu":   # NHWC: oneDNN's convolutions up to 25% faster (docs/performance.md)
-        model.to(memory_format=torch.channels_last)
+    serve_fast_on_cpu(model)
     nbytes = sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers()))
     return Loaded(entry.key, model, model.latent_spec(), getattr(model, "checkpoint_header", {}),
                   entry.stamp(), nbytes)

@@ -203,3 +203,20 @@ def test_declared_shapes_must_match_the_model(small_checkpoint, tmp_path):
                   header=lambda h: dict(h, model_config=dict(h["model_config"], g_channels=16)))
     with pytest.raises(CheckpointError, match="do not match"):
         read_header(bad)
+
+
+def test_serving_fast_on_the_cpu_keeps_the_likelihood():
+    """serve_fast_on_cpu (used by the explorer and `genlab eval`) holds conv weights NHWC; the
+    importance-weighted bound it scores stays the model's (float rounding only)."""
+    from genlab.checkpoint import serve_fast_on_cpu
+    from picks import BINARY_LIKELIHOOD
+    torch.manual_seed(0)
+    model = build_model(BINARY_LIKELIHOOD, TINY_MODEL[BINARY_LIKELIHOOD]).eval()
+    x01 = torch.bernoulli(torch.full((3, 1, 28, 28), 0.3), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        plain = model.nll(x01, torch.Generator().manual_seed(2), k=20)
+        assert serve_fast_on_cpu(model) is model
+        fast = model.nll(x01, torch.Generator().manual_seed(2), k=20)
+    convs = [p for p in model.parameters() if p.dim() == 4 and p.shape[-1] > 1]
+    assert convs and all(p.is_contiguous(memory_format=torch.channels_last) for p in convs)
+    assert torch.allclose(plain, fast, rtol=1e-5)
