@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import genlab
+from genlab import runs
 from genlab.checkpoint import DroppedPart, save_checkpoint
 from genlab.models import MODELS, HasEncoder, HasLatents, build_model, has_classes
 
@@ -192,3 +193,8 @@ def test_export_tool_writes_weights_grid_and_a_card_by_capability(tmp_path):
     with pytest.raises(SystemExit, match="must be <dataset>-<model>"):        # the name must say the data set
         export_tool().main(["--models", "--run", f"mnist-{name}={run}", "--out", str(out)])
     assert not (out / f"mnist-{name}.safetensors").exists()
+    runs.write_status(run, "stopped")                      # stopped by hand: the card says so, not "still training"
+    export_tool().main(["--models", "--run", f"synthetic-{name}-stopped={run}", "--out", str(out), "--allow-unfinished"])
+    steps_line = next(line for line in (out / f"synthetic-{name}-stopped.md").read_text().splitlines()
+                      if line.startswith("| steps |"))
+    assert "stopped by hand (SIGTERM) at this step" in steps_line and "still training" not in steps_line

@@ -176,8 +176,10 @@ def card(model: str, run: Path, weights: Path, log: Path | None, dropped: list, 
     exported = genlab.load(weights)
     step = exported.checkpoint_header.get("step")
     description = (get_model_class(model).__doc__ or model).strip().splitlines()[0]
-    steps = f"{step}" if finished else (f"{step} of the command's {train.get('steps')}: exported from the run's "
-                                        f"latest checkpoint while it was still training")
+    how = ("stopped by hand (SIGTERM) at this step and exported from its last checkpoint"
+           if runs.read_status(run).get("state") == "stopped" else
+           "exported from the run's latest checkpoint while it was still training")
+    steps = f"{step}" if finished else f"{step} of the command's {train.get('steps')}: {how}"
     speeds = [m["images_per_s"] for m in metrics if "images_per_s" in m and m.get("step", 0) <= step]
     last = ([m for m in metrics if m.get("step", 0) <= step and "images_per_s" in m] or [{}])[-1]
     losses = ", ".join(f"{k} {v:.3f}" for k, v in last.items() if k.startswith(("loss/", "info/")))
