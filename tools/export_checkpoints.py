@@ -176,7 +176,7 @@ def card(model: str, run: Path, weights: Path, log: Path | None, dropped: list, 
     exported = genlab.load(weights)
     step = exported.checkpoint_header.get("step")
     description = (get_model_class(model).__doc__ or model).strip().splitlines()[0]
-    how = ("stopped by hand (SIGTERM) at this step and exported from its last checkpoint"
+    how = ("stopped by hand at this step and exported from its last checkpoint"
            if runs.read_status(run).get("state") == "stopped" else
            "exported from the run's latest checkpoint while it was still training")
     steps = f"{step}" if finished else f"{step} of the command's {train.get('steps')}: {how}"
