@@ -59,6 +59,23 @@ def test_dcgan_architecture_follows_the_paper():
     assert abs(weights.std().item() - 0.02) < 0.005                 # N(0, 0.02) init
 
 
+def test_extra_layers_deepen_g_and_d_at_the_lowest_resolution():
+    plain, deep = tiny_model("dcgan"), tiny_model("dcgan", g_extra_layers=1, d_extra_layers=2)
+    assert set(plain.state_dict()) < set(deep.state_dict())       # 0 extra: the same keys as before
+    convs3 = [m for m in deep.discriminator.features if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3)]
+    assert len(convs3) == 2 and len([m for m in deep.generator.net if isinstance(m, torch.nn.Conv2d)]) == 1
+    for model, seen in ((plain, 10), (deep, 10 + 2 * 8)):          # what the centre of D's 7x7 map sees
+        x = torch.zeros(1, 1, 28, 28, requires_grad=True)
+        model.discriminator.eval()
+        model.discriminator.features(x)[0, :, 3, 3].sum().backward()
+        rows = x.grad[0, 0].abs().sum(1).nonzero().flatten()
+        assert rows.max() - rows.min() + 1 == seen
+    assert deep.generate(torch.randn(2, deep.config.z_dim)).shape == (2, 1, 28, 28)
+    cgan = tiny_model("cgan", conditioning="projection", g_extra_layers=1, d_extra_layers=1)
+    assert len(cgan.generator.net) == len(tiny_model("cgan").generator.net) + 3
+    assert len(cgan.discriminator.body.features) == len(tiny_model("cgan").discriminator.features) + 3
+
+
 def test_r1_with_batchnorm_switches_or_warns():
     model = tiny_model("dcgan", r1_gamma=1.0)                      # d_norm auto -> per-sample norm
     assert not model.uses_batchnorm_in_d()

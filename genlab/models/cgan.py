@@ -55,14 +55,15 @@ class CGAN(AdversarialModel):
         self.check_config()
         c = config
         self.generator = Generator(c.z_dim, c.channels, c.image_size, c.g_channels,
-                                   in_extra=c.num_classes)
+                                   in_extra=c.num_classes, extra_layers=c.g_extra_layers)
         norm = resolve_d_norm(c.d_norm, c.r1_gamma)
         if c.conditioning == "projection":
             self.discriminator = ProjectionDiscriminator(
-                Discriminator(c.channels, c.image_size, c.d_channels, norm), c.num_classes)
+                Discriminator(c.channels, c.image_size, c.d_channels, norm,
+                              extra_layers=c.d_extra_layers), c.num_classes)
         else:
             self.discriminator = Discriminator(c.channels, c.image_size, c.d_channels, norm,
-                                               in_extra=c.num_classes)
+                                               in_extra=c.num_classes, extra_layers=c.d_extra_layers)
         self.apply(init_dcgan_weights)
         self.warn_r1_with_batchnorm()
         self.attach_ema()
