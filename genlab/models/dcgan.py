@@ -19,12 +19,14 @@ class DCGANConfig(GANOptions):
     z_dim: int = param(100, "Size of the noise vector z.", low=1, high=1024)
     g_channels: int = param(64, "Generator base width (ngf).", low=4, high=512)
     d_channels: int = param(64, "Discriminator base width (ndf).", low=4, high=512)
-    g_extra_layers: int = param(0, "Extra 3x3 stride-1 conv layers (BatchNorm, ReLU) in G at the first "
-                                "resolution, after the projection of z: depth for the map from z to shapes "
-                                "(the n_extra_layers of Arjovsky's DCGAN code).", low=0, high=4)
-    d_extra_layers: int = param(0, "Extra 3x3 stride-1 conv layers (norm, LeakyReLU) in D at the last "
-                                "resolution, before the logit: each widens what one feature sees by 8 px at "
-                                "28x28 (10 px without), so D judges more of a digit's shape at once.", low=0, high=4)
+    g_extra_layers: int = param(0, "Extra 3x3 stride-1 conv layers (BatchNorm, ReLU) in G right after the "
+                                "projection of z, at the lowest resolution: a deeper map from z to shapes "
+                                "(Arjovsky's DCGAN code has n_extra_layers, at the highest resolution).",
+                                low=0, high=4)
+    d_extra_layers: int = param(0, "Extra 3x3 stride-1 conv layers (norm, LeakyReLU) in D at its lowest "
+                                "resolution, before the logit: each lets D's last features see two cells "
+                                "further (at 28x28 from 10 px to 18, 26, ...), so D judges whole shapes.",
+                                low=0, high=4)
     d_norm: str = param("auto", "Discriminator normalization; auto is BatchNorm as in the paper, "
                         "or per-sample LayerNorm when R1 is on.", choices=D_NORMS)
 
