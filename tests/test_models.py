@@ -61,7 +61,7 @@ def test_dcgan_architecture_follows_the_paper():
 
 def test_extra_layers_deepen_g_and_d_at_the_lowest_resolution():
     plain, deep = tiny_model("dcgan"), tiny_model("dcgan", g_extra_layers=1, d_extra_layers=2)
-    assert set(plain.state_dict()) < set(deep.state_dict())       # 0 extra: the same keys as before
+    assert set(plain.state_dict()) < set(deep.state_dict())       # extra layers only add keys (old files: test_checkpoints)
     convs3 = [m for m in deep.discriminator.features if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3)]
     assert len(convs3) == 2 and len([m for m in deep.generator.net if isinstance(m, torch.nn.Conv2d)]) == 1
     for model, seen in ((plain, 10), (deep, 10 + 2 * 8)):          # what the centre of D's 7x7 map sees
