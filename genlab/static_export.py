@@ -5,7 +5,7 @@
     index.html, explorer.js, style.css     the page (copied from genlab/static/)
     ort/ort.js, ort/ort.wasm               onnxruntime-web's wasm backend, vendored from node_modules
     models.json                            one entry per model: its latent description, inputs, files
-    models/<id>.onnx, .png, .md            the generator, its sample grid, its model card
+    models/<id>.onnx, .webp, .md           the generator, its sample grid, its model card
     README.md                              with --space: a Hugging Face static Space's front matter
 
 Each generator is exported with `torch.onnx.export` as `GeneratorForExport`: named inputs
@@ -164,8 +164,8 @@ def read_card(checkpoint: Path, model) -> str:
 
 
 def write_grid(checkpoint: Path, model, destination: Path) -> None:
-    """The checkpoint's sample grid (<stem>.png beside it), else one drawn now with the loop's seed 0."""
-    grid = resolve(checkpoint).with_suffix(".png")
+    """The checkpoint's sample grid (<stem>.webp beside it), else one drawn now with the loop's seed 0."""
+    grid = resolve(checkpoint).with_suffix(".webp")
     if grid.is_file():
         shutil.copyfile(grid, destination)
         return
@@ -173,18 +173,19 @@ def write_grid(checkpoint: Path, model, destination: Path) -> None:
     with torch.no_grad():
         images, rows = model.sample_grid(torch.Generator(device=model.device).manual_seed(0))
     picture = L.make_grid(L.to_uint8(images), ncol=rows)
-    Image.fromarray(picture[..., 0] if picture.shape[-1] == 1 else picture).save(destination)
+    Image.fromarray(picture[..., 0] if picture.shape[-1] == 1 else picture).save(
+        destination, format="WEBP", lossless=True, quality=100, method=6)
 
 
 def model_entry(checkpoint: Path, model, ident: str, models_dir: Path) -> dict:
     """Export one latent model's generator, grid and card; returns its models.json entry."""
     spec = model.latent_spec()
     inputs = export_onnx(model, models_dir / f"{ident}.onnx")
-    write_grid(checkpoint, model, models_dir / f"{ident}.png")
+    write_grid(checkpoint, model, models_dir / f"{ident}.webp")
     card = read_card(checkpoint, model)
     (models_dir / f"{ident}.md").write_text(card, encoding="utf-8")
     c = model.config
-    return {"id": ident, "model": model.name, "onnx": f"models/{ident}.onnx", "grid": f"models/{ident}.png",
+    return {"id": ident, "model": model.name, "onnx": f"models/{ident}.onnx", "grid": f"models/{ident}.webp",
             "card": f"models/{ident}.md", "spec": spec.to_dict(), "inputs": inputs,
             "image_shape": [c.channels, c.image_size, c.image_size],
             "z_sliders": min(MAX_Z_SLIDERS, L.z_sliders(spec)), "z_range": list(L.z_range(spec))}

@@ -63,7 +63,7 @@ def test_checkpoint_loads_samples_and_has_a_card(path):
     card = path.with_suffix(".md").read_text()
     assert f"python train.py --model {model.name} --dataset {dataset}" in card and "## What it shows" in card
     assert "(to be written" not in card
-    assert path.with_suffix(".png").exists()
+    assert path.with_suffix(".webp").exists()
 
 
 def test_checkpoints_folder_stays_small():
@@ -189,7 +189,7 @@ def test_export_tool_writes_weights_grid_and_a_card_by_capability(tmp_path):
     card = (out / f"synthetic-{name}-small.md").read_text()
     assert f"python train.py --model {name}" in card and "judge FID 12.50 (train-vs-test floor 0.50)" in card
     assert "Trained on synthetic data" in card and "synthetic data train split, 2048 images, 1 x 28 x 28" in card
-    assert f"drop={tuple(MODELS[name].training_only)!r}" in card and (out / f"synthetic-{name}-small.png").exists()
+    assert f"drop={tuple(MODELS[name].training_only)!r}" in card and (out / f"synthetic-{name}-small.webp").exists()
     with pytest.raises(SystemExit, match="must be <dataset>-<model>"):        # the name must say the data set
         export_tool().main(["--models", "--run", f"mnist-{name}={run}", "--out", str(out)])
     assert not (out / f"mnist-{name}.safetensors").exists()

@@ -109,8 +109,9 @@ def test_the_folder_holds_the_page_the_runtime_and_each_model(exported):
     card = (site / manifest["models"][0]["card"]).read_text()
     assert "<script>" in card                            # the card is copied as text; the page never parses HTML
     assert "innerHTML" not in (site / "explorer.js").read_text()
-    # A checkpoint without a card or grid beside it gets a drawn grid (a PNG) and a card from its docstring.
-    assert (site / manifest["models"][1]["grid"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # A checkpoint without a card or grid beside it gets a drawn grid (lossless WebP) and a card from its docstring.
+    drawn = (site / manifest["models"][1]["grid"]).read_bytes()
+    assert drawn[:4] == b"RIFF" and drawn[8:16] == b"WEBPVP8L"                  # VP8L: WebP's lossless bitstream
     readme = (site / "README.md").read_text()
     assert readme.startswith("---\n") and "\nsdk: static\n" in readme.split("---")[1]
     assert "\napp_file: index.html\n" in readme
