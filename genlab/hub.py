@@ -19,18 +19,16 @@ A repo (or a local folder in the same layout) holds:
 from __future__ import annotations
 
 import argparse
-import io
 import socket
 from pathlib import Path
 from urllib.parse import urlparse
 
-import torch
 from huggingface_hub import ModelCard, ModelCardData, PyTorchModelHubMixin
 from torch import nn
 
 from .checkpoint import CheckpointError, drop_parts, model_from_checkpoint, read_checkpoint, save_checkpoint
 from .config import ConfigError, to_dict
-from .latent import make_grid, to_uint8
+from .latent import sample_grid_image
 from .models import HasCodes, HasEncoder, HasLatents, HasLikelihood, build_model, has_classes
 
 WEIGHTS_FILE = "model.safetensors"
@@ -62,7 +60,6 @@ Rows of the grid run over {{ rows }}.
 ## Use
 
 ```python
-import torch
 from genlab.hub import load_from_hub
 model = load_from_hub("{{ repo_id }}")     # a genlab model in eval mode
 images = model.sample(16)                  # (16, C, H, W) in [-1, 1]{{ usage }}
@@ -100,7 +97,7 @@ class GenlabHubModel(nn.Module, PyTorchModelHubMixin, library_name="genlab",
         """Weights as one genlab checkpoint (fp16 unless half_weights is off), and the sample grid."""
         meta = {k: self.genlab_meta[k] for k in ("model_config", "step", "train_config", "dropped")}
         save_checkpoint(Path(save_directory) / WEIGHTS_FILE, self.model, meta, half=self.half_weights)
-        (Path(save_directory) / SAMPLE_GRID_FILE).write_bytes(sample_grid_png(self.model))
+        (Path(save_directory) / SAMPLE_GRID_FILE).write_bytes(sample_grid_image(self.model))
 
     @classmethod
     def _from_pretrained(cls, *, model_id: str, revision: str | None, cache_dir, force_download: bool,
@@ -201,19 +198,6 @@ def card_fields(wrapper: GenlabHubModel) -> dict:
             "rows": grid_rows(model), "usage": usage, "dtype": "float16" if wrapper.half_weights else "float32",
             "sample_grid": SAMPLE_GRID_FILE, "repo_id": "<user>/<repo>",
             "train_config": json.dumps(meta["train_config"], indent=2, sort_keys=True)}
-
-
-def sample_grid_png(model, seed: int = 0, image_format: str = "PNG") -> bytes:
-    """The model's fixed sample grid (`model.sample_grid`, as the training loop draws it) as PNG bytes,
-    or lossless WebP (`image_format="WEBP"`: the same pixels in about 12% fewer bytes)."""
-    from PIL import Image
-    with torch.no_grad():
-        images, nrow = model.eval().sample_grid(torch.Generator(device=model.device).manual_seed(seed))
-    grid = make_grid(to_uint8(images), ncol=nrow)
-    buffer = io.BytesIO()
-    options = {"lossless": True, "quality": 100, "method": 6} if image_format == "WEBP" else {}
-    Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid).save(buffer, format=image_format, **options)
-    return buffer.getvalue()
 
 
 def to_hub_model(source: str | Path) -> GenlabHubModel:

@@ -169,12 +169,7 @@ def write_grid(checkpoint: Path, model, destination: Path) -> None:
     if grid.is_file():
         shutil.copyfile(grid, destination)
         return
-    from PIL import Image
-    with torch.no_grad():
-        images, rows = model.sample_grid(torch.Generator(device=model.device).manual_seed(0))
-    picture = L.make_grid(L.to_uint8(images), ncol=rows)
-    Image.fromarray(picture[..., 0] if picture.shape[-1] == 1 else picture).save(
-        destination, format="WEBP", lossless=True, quality=100, method=6)
+    destination.write_bytes(L.sample_grid_image(model, image_format="WEBP"))
 
 
 def model_entry(checkpoint: Path, model, ident: str, models_dir: Path) -> dict:

@@ -30,7 +30,8 @@ from pathlib import Path
 import genlab
 from genlab import runs
 from genlab.config import TrainConfig
-from genlab.hub import capabilities, grid_rows, latent_description, sample_grid_png
+from genlab.hub import capabilities, grid_rows, latent_description
+from genlab.latent import sample_grid_image
 from genlab.models import MODELS, HasCodes, HasLikelihood, get_model_class, has_classes
 
 SHOWS_MARK = "## What it shows"
@@ -233,7 +234,7 @@ def export_run(name: str, run: Path, out: Path, log: Path | None, finished: bool
     """Export one run as OUT/NAME.*: inference weights, sample grid and card (keeping a card's "What it shows")."""
     model = runs.read_json(run / "config.json", {}).get("train", {}).get("model")
     weights = export_inference(run, out / f"{name}.safetensors")
-    (out / f"{name}.webp").write_bytes(sample_grid_png(genlab.load(weights), image_format="WEBP"))
+    (out / f"{name}.webp").write_bytes(sample_grid_image(genlab.load(weights), image_format="WEBP"))
     card_path = out / f"{name}.md"
     shows = "(to be written after looking at the grid)"
     if card_path.exists() and SHOWS_MARK in card_path.read_text():
