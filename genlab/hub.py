@@ -60,6 +60,7 @@ Rows of the grid run over {{ rows }}.
 ## Use
 
 ```python
+import torch
 from genlab.hub import load_from_hub
 model = load_from_hub("{{ repo_id }}")     # a genlab model in eval mode
 images = model.sample(16)                  # (16, C, H, W) in [-1, 1]{{ usage }}

@@ -46,6 +46,7 @@ def test_save_and_load_round_trip_through_huggingface_hub(name, tmp_path, no_tor
     card = ModelCard.load(folder / "README.md")
     assert card.data.library_name == "genlab" and {"genlab", name} <= set(card.data.tags)
     assert "](sample_grid.png)" in card.text and 'load_from_hub("me/genlab-tiny")' in card.text
+    assert "import torch\nfrom genlab.hub import load_from_hub" in card.text     # the usage code imports what it uses
     original = genlab.load(checkpoint)
     assert ("model.nll(" in card.text) == isinstance(original, HasLikelihood)
     assert ("sample by class" in card.text) == has_classes(original)
