@@ -8,6 +8,7 @@ the declared tensor shapes are checked against the model the header describes, b
 device, whose parameter count must stay within `max_parameters`.
 
     model.<key>                    model weights (state_dict)
+    scale.<key>                    per-row scale of a weight stored as int8 (optional, see `quantize_int8`)
     optim.<name>.<i>.<key>         optimizer state of parameter i
     rng.torch, rng.cuda, rng.loop  random number generator states
 """
@@ -54,14 +55,31 @@ def drop_parts(model, parts) -> None:
         setattr(model, part, DroppedPart(part))
 
 
+def quantize_int8(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric int8 with one scale per row (index of dim 0): w ~ q * scale, scale = max|w_row| / 127."""
+    rows = weight.detach().float().reshape(weight.shape[0], -1)               # (R, N)
+    scale = rows.abs().amax(1).clamp_min(1e-12) / 127                         # (R,)
+    q = torch.round(rows / scale[:, None]).clamp(-127, 127).to(torch.int8)   # (R, N)
+    return q.reshape(weight.shape), scale
+
+
+def dequantize_int8(q: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """The float32 weight q * scale (scale per row, broadcast over the other dims)."""
+    return q.float() * scale.float().reshape(-1, *[1] * (q.dim() - 1))
+
+
 def save_checkpoint(path: Path, model, meta: dict, optimizers: dict | None = None,
-                    rng: dict | None = None, half: bool = False) -> None:
-    """Write model weights (and optionally optimizer and RNG state) atomically to one file."""
+                    rng: dict | None = None, half: bool = False, int8_min_numel: int | None = None) -> None:
+    """Write model weights (and optionally optimizer and RNG state) atomically to one file; with
+    `int8_min_numel`, floating weights of 2+ dims and at least that many elements are stored as int8."""
     from safetensors.torch import save
     tensors = {}
     for key, value in model.state_dict().items():
         value = value.detach().cpu()
-        if half and value.is_floating_point():
+        if (int8_min_numel is not None and value.is_floating_point() and value.dim() >= 2
+                and value.numel() >= int8_min_numel):
+            value, tensors[f"scale.{key}"] = quantize_int8(value)
+        elif half and value.is_floating_point():
             value = value.half()
         tensors[f"model.{key}"] = value.contiguous()
     groups = {}
@@ -259,10 +277,20 @@ def model_from_checkpoint(header: dict, tensors: dict, path="checkpoint",
     check_header(header, path)
     model = build_checked(header, path, "cpu", max_parameters)
     weights = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+    scales = {k[len("scale."):]: v for k, v in tensors.items() if k.startswith("scale.")}
     reference = model.state_dict()
     for key, value in weights.items():
         if key in reference and value.is_floating_point():
             weights[key] = value.to(reference[key].dtype)
+        elif key in reference and reference[key].is_floating_point() and value.dtype == torch.int8:
+            scale = scales.pop(key, None)
+            if scale is None or value.dim() == 0 or list(scale.shape) != [value.shape[0]] \
+                    or not scale.is_floating_point() or not torch.isfinite(scale).all():
+                raise CheckpointError(f"{path}: the int8 weight {key!r} has no valid scale (expected a finite "
+                                      f"float tensor scale.{key} with one value per row)")
+            weights[key] = dequantize_int8(value, scale).to(reference[key].dtype)
+    if scales:
+        raise CheckpointError(f"{path}: scale tensor(s) for no int8 weight: {', '.join(sorted(scales)[:3])}")
     try:
         model.load_state_dict(weights, strict=True)
     except RuntimeError as error:
@@ -315,10 +343,12 @@ def serve_fast_on_cpu(model):
 
 
 def export_checkpoint(source: str | Path, destination: str | Path, half: bool = True, drop=None,
-                      **extra_meta) -> Path:
+                      int8_min_numel: int | None = None, **extra_meta) -> Path:
     """Write an inference-only copy (weights and config, no optimizer or RNG), fp16 by default;
     `drop` leaves out sub-networks sampling does not need (default: the model's `inference_drop()`, e.g. a
-    GAN's discriminator, and its raw generator when a moving average of it samples); () keeps them all."""
+    GAN's discriminator, and its raw generator when a moving average of it samples); () keeps them all.
+    `int8_min_numel` stores weights of at least that many elements as int8 with per-row scales
+    (`quantize_int8`: about half of float16's bytes; `load` gives float weights back)."""
     header, tensors = read_checkpoint(source)
     model = model_from_checkpoint(header, tensors, source)
     drop = model.inference_drop() if drop is None else tuple(drop)
@@ -326,5 +356,5 @@ def export_checkpoint(source: str | Path, destination: str | Path, half: bool = 
     meta = {k: header[k] for k in ("step", "train_config") if k in header}
     meta.update(extra_meta, model_config=header["model_config"],
                 dropped=sorted(set(header.get("dropped", [])) | set(drop)))
-    save_checkpoint(Path(destination), model, meta, half=half)
+    save_checkpoint(Path(destination), model, meta, half=half, int8_min_numel=int8_min_numel)
     return Path(destination)

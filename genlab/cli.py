@@ -187,10 +187,15 @@ def export_main(argv: list[str], settings: Settings) -> int:
     parser.add_argument("source", help="A run folder or a .safetensors checkpoint.")
     parser.add_argument("destination", help="The .safetensors file to write.")
     parser.add_argument("--fp32", action="store_true", help="Keep float32 weights (default: float16).")
+    parser.add_argument("--int8", type=int, metavar="MIN_ELEMENTS", default=None,
+                        help="Store each weight of at least MIN_ELEMENTS elements as int8 with one scale per "
+                             "row (half of float16's bytes; loads back as float), e.g. 1000000.")
     parser.add_argument("--debug", action="store_true", help="Show tracebacks of user errors.")
     args = parser.parse_args(argv)
+    if args.int8 is not None and args.int8 < 1:
+        parser.error("--int8 takes a positive number of elements, e.g. 1000000")
     try:
-        path = export_checkpoint(args.source, args.destination, half=not args.fp32)
+        path = export_checkpoint(args.source, args.destination, half=not args.fp32, int8_min_numel=args.int8)
     except USER_ERRORS as error:
         if args.debug:
             raise

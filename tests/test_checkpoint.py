@@ -98,6 +98,48 @@ def test_unknown_model_in_header_is_refused(tmp_path):
         genlab.load(tmp_path / "x.safetensors")
 
 
+def test_int8_export_halves_big_weights_and_loads_them_back(trained_run, tmp_path):
+    """Weights of >= int8_min_numel elements are stored as int8 with a scale per row; load gives float
+    weights within half a quantization step of the trained float32 ones, and samples that barely move."""
+    full = genlab.load(trained_run)
+    out = export_checkpoint(trained_run, tmp_path / "int8.safetensors", int8_min_numel=256)
+    header, tensors = read_checkpoint(out)
+    big = {k[len("model."):] for k, t in tensors.items() if t.dtype == torch.int8}
+    assert big and {k[len("scale."):] for k in tensors if k.startswith("scale.")} == big
+    assert all(t.numel() >= 256 and t.dim() >= 2 for k, t in tensors.items() if t.dtype == torch.int8)
+    assert all(t.dtype == torch.float16 for k, t in tensors.items()             # the rest stays float16
+               if k.startswith("model.") and k[len("model."):] not in big and t.is_floating_point())
+    model = genlab.load(out)
+    reference, loaded = full.state_dict(), model.state_dict()
+    for key in big:
+        step = tensors[f"scale.{key}"].float().reshape(-1, *[1] * (reference[key].dim() - 1))
+        assert loaded[key].dtype == torch.float32
+        assert ((loaded[key] - reference[key]).abs() <= step * 0.501).all()
+    z = model.sample_latents(4, torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert (model.generate(**z) - full.generate(**z)).abs().max() < 0.1
+
+
+@pytest.mark.parametrize("name, mutate, message", [
+    ("no scale", lambda t, key: {k: v for k, v in t.items() if k != f"scale.{key}"}, "no valid scale"),
+    ("scale of the wrong shape", lambda t, key: dict(t, **{f"scale.{key}": t[f"scale.{key}"][:1]}), "no valid scale"),
+    ("infinite scale", lambda t, key: dict(t, **{f"scale.{key}": t[f"scale.{key}"] * float("inf")}),
+     "no valid scale"),
+    ("a scale for no int8 weight", lambda t, key: dict(t, **{"scale.nothing": torch.ones(3)}), "for no int8 weight"),
+])
+def test_bad_int8_scales_are_checkpoint_errors(tmp_path, name, mutate, message):
+    from genlab.checkpoint import tensor_checksum
+    path = tmp_path / "q.safetensors"
+    save_checkpoint(path, build_model(GAN_PAIR, TINY_MODEL[GAN_PAIR]), {"step": 3}, int8_min_numel=256)
+    _, tensors = read_checkpoint(path)
+    key = next(k[len("scale."):] for k in tensors if k.startswith("scale."))
+    tensors = mutate(tensors, key)
+    bad = rewrite(path, tmp_path / "bad.safetensors", tensors=tensors,
+                  header=lambda h: dict(h, checksum=tensor_checksum(tensors)))
+    with pytest.raises(CheckpointError, match=message):
+        genlab.load(bad)
+
+
 # ---------------------------------------------------------------- hostile files
 def rewrite(source, destination, header=None, tensors=None, metadata=None):
     """A copy of a checkpoint with its genlab header (or whole metadata) and tensors replaced."""

@@ -169,6 +169,13 @@ def test_export_drops_what_sampling_does_not_need(tmp_path, capsys):
     assert header["dropped"] == sorted(MODELS[GAN_PAIR].training_only) and header["step"] == 1
     assert not any(k.startswith(("optim.", "rng.")) for k in tensors)
     assert genlab.load(tmp_path / "small.safetensors").sample(2).shape == (2, 1, 28, 28)
+    code, out, err = genlab_cli(capsys, "export", run, tmp_path / "int8.safetensors", "--int8", 256)
+    assert code == 0, err
+    _, quantized = read_checkpoint(tmp_path / "int8.safetensors")
+    assert any(t.dtype == torch.int8 for t in quantized.values()) and any(k.startswith("scale.") for k in quantized)
+    assert genlab.load(tmp_path / "int8.safetensors").sample(2).shape == (2, 1, 28, 28)
+    code, _, err = genlab_cli(capsys, "export", run, tmp_path / "x.safetensors", "--int8", 0)
+    assert code == 2 and "--int8 takes a positive number" in err and not (tmp_path / "x.safetensors").exists()
 
 
 @pytest.mark.slow

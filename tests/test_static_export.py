@@ -57,6 +57,31 @@ def test_exact_half_weights_are_stored_as_half_and_read_back_equal():
     onnx.checker.check_model(helper.make_model(graph), full_check=True)
 
 
+def test_exact_int8_weights_are_stored_as_int8_and_read_back_equal():
+    """A weight an int8 checkpoint held (q * per-row scale, as `genlab.load` gives it back) is stored as
+    int8 + scales behind a DequantizeLinear; the graph computes the same float32 values."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+    from onnx.reference import ReferenceEvaluator
+    from genlab.checkpoint import dequantize_int8, quantize_int8
+    raw = torch.randn(96, 8, 3, 3, generator=torch.Generator().manual_seed(0)) * torch.rand(96, 1, 1, 1)
+    exact = dequantize_int8(*quantize_int8(raw)).numpy()                        # (96, 8, 3, 3)
+    inexact = exact + np.float32(1e-4)                                          # no longer q * scale
+    shape = list(exact.shape)
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["exact", "inexact"], ["sum"])], "g", [],
+        [helper.make_tensor_value_info("sum", TensorProto.FLOAT, shape)],
+        [numpy_helper.from_array(exact, "exact"), numpy_helper.from_array(inexact, "inexact")])
+    S.store_exact_int8(graph)
+    stored = {i.name: i for i in graph.initializer}
+    assert stored["exact__int8"].data_type == TensorProto.INT8 and list(stored["exact__scale"].dims) == [96]
+    assert stored["inexact"].data_type == TensorProto.FLOAT                       # left as it was
+    assert graph.node[0].op_type == "DequantizeLinear" and list(graph.node[0].output) == ["exact"]
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)])
+    onnx.checker.check_model(model, full_check=True)
+    assert np.array_equal(ReferenceEvaluator(model).run(None, {})[0], exact + inexact)
+
+
 def test_model_ids_are_file_safe_and_unique(tmp_path):
     for name in ("a b.safetensors", "a-b.safetensors"):
         write_checkpoint(tmp_path / name, CONDITIONAL)
