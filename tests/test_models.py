@@ -108,6 +108,28 @@ def test_cgan_projection_discriminator_trains_saves_and_uses_y(tmp_path):
                            model.discriminate(x, torch.zeros(4, dtype=torch.long))[0])
 
 
+def test_cgan_conditional_batchnorm_generator_trains_saves_and_uses_y(tmp_path):
+    from genlab.models.nn.conv import ConditionalBatchNorm2d
+    model = tiny_model("cgan", g_conditioning="cbn", conditioning="projection", ema_decay=0.9).train()
+    norms = [m for m in model.generator.modules() if isinstance(m, ConditionalBatchNorm2d)]
+    assert len(norms) == 2 and not any(isinstance(m, torch.nn.BatchNorm2d) and m.affine   # 7 -> 14 -> 28
+                                       for m in model.generator.modules())       # every BN of G is conditional
+    assert model.generator.net[0].in_channels == model.config.z_dim             # y is not joined to z
+    before = [(n.gain.weight.clone(), n.bias.weight.clone()) for n in norms]
+    model.training_step(batches(1, 28), model.make_optimizers(), StepContext(0, torch.Generator().manual_seed(3)))
+    for norm, (gain, bias) in zip(norms, before):                               # every class gain and bias learns
+        assert not torch.equal(norm.gain.weight, gain) and not torch.equal(norm.bias.weight, bias)
+    model.eval()
+    z = torch.randn(4, model.config.z_dim)
+    with torch.no_grad():
+        images = [model.generate(z, torch.full((4,), k)) for k in (0, 1)]
+    assert images[0].shape == (4, 1, 28, 28) and not torch.allclose(*images)     # same z, other class, other image
+    save_checkpoint(tmp_path / "m.safetensors", model, {"step": 1})
+    with torch.no_grad():
+        assert torch.equal(genlab.load(tmp_path / "m.safetensors").generate(z, torch.ones(4, dtype=torch.long)),
+                           images[1])
+
+
 def test_the_shipped_families_are_registered():
     assert set(MODELS) >= {"gan", "dcgan", "cgan", "infogan", "vae"}
 

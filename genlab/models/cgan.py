@@ -3,7 +3,9 @@
 As in the paper, y enters as a one-hot vector joined to each network's input: to z for G,
 and to the image for D (as 10 constant feature maps). The networks are DCGAN's.
 Option `conditioning="projection"` instead gives D the projection form of Miyato & Koyama 2018
-(eq. 3): D(x, y) = psi(phi(x)) + embed(y) . sum_hw phi(x), a stronger use of y in D.
+(eq. 3): D(x, y) = psi(phi(x)) + embed(y) . sum_hw phi(x), a stronger use of y in D; and
+`g_conditioning="cbn"` gives G class-conditional BatchNorm (de Vries et al. 2017) in every layer,
+the generator Miyato & Koyama pair with the projection D, instead of y joined to z only.
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from ..config import param
 from .adversarial import AdversarialModel
 from .base import LatentSpec
 from .dcgan import DCGANConfig, Discriminator, Generator
-from .nn.conv import init_dcgan_weights, resolve_d_norm
+from .nn.conv import ConditionalBatchNorm2d, init_dcgan_weights, resolve_d_norm
 from .registry import register_model
 
 
@@ -27,6 +29,23 @@ class CGANConfig(DCGANConfig):
     conditioning: str = param("concat", "How D sees y: one-hot maps joined to the image (Mirza 2014) "
                               "or a projection of D's features on an embedding of y (Miyato 2018).",
                               choices=("concat", "projection"))
+    g_conditioning: str = param("concat", "How G sees y: one-hot joined to z (Mirza 2014), or a per-class "
+                                "gain and bias in every BatchNorm of G (conditional BN, de Vries 2017).",
+                                choices=("concat", "cbn"))
+
+
+class ConditionalGenerator(Generator):
+    """DCGAN's G with conditional BatchNorm: every BN layer's gain and bias are looked up from y."""
+    def __init__(self, z_dim: int, channels: int, image_size: int, width: int, num_classes: int,
+                 extra_layers: int = 0):
+        super().__init__(z_dim, channels, image_size, width, extra_layers=extra_layers,
+                         norm=lambda ch: ConditionalBatchNorm2d(ch, num_classes))
+
+    def forward(self, z, y):                                               # (B, z_dim), (B,)
+        h = z[:, :, None, None]                                            # (B, z_dim, 1, 1)
+        for layer in self.net:
+            h = layer(h, y) if isinstance(layer, ConditionalBatchNorm2d) else layer(h)
+        return h                                                           # (B, C, H, W)
 
 
 class ProjectionDiscriminator(nn.Module):
@@ -54,8 +73,12 @@ class CGAN(AdversarialModel):
         super().__init__(config)
         self.check_config()
         c = config
-        self.generator = Generator(c.z_dim, c.channels, c.image_size, c.g_channels,
-                                   in_extra=c.num_classes, extra_layers=c.g_extra_layers)
+        if c.g_conditioning == "cbn":
+            self.generator = ConditionalGenerator(c.z_dim, c.channels, c.image_size, c.g_channels,
+                                                  c.num_classes, extra_layers=c.g_extra_layers)
+        else:
+            self.generator = Generator(c.z_dim, c.channels, c.image_size, c.g_channels,
+                                       in_extra=c.num_classes, extra_layers=c.g_extra_layers)
         norm = resolve_d_norm(c.d_norm, c.r1_gamma)
         if c.conditioning == "projection":
             self.discriminator = ProjectionDiscriminator(
@@ -73,6 +96,8 @@ class CGAN(AdversarialModel):
 
     def generate(self, z, y, **_) -> torch.Tensor:
         """x = G(z | y), in [-1, 1]."""
+        if self.config.g_conditioning == "cbn":
+            return self.sampling_network()(z, y)                                    # (B, C, H, W)
         y_onehot = F.one_hot(y, self.config.num_classes).to(z.dtype)                # (B, K)
         return self.sampling_network()(torch.cat([z, y_onehot], dim=1))            # (B, C, H, W)
 

@@ -35,18 +35,18 @@ class Generator(nn.Module):
     """z (B, z_dim) -> project to (B, g*2^(k-1), s0, s0) [-> extra 3x3 convs] -> k fractionally strided
     convs -> tanh."""
     def __init__(self, z_dim: int, channels: int, image_size: int, width: int, in_extra: int = 0,
-                 extra_layers: int = 0):
+                 extra_layers: int = 0, norm=nn.BatchNorm2d):
         super().__init__()
         start, stages = upsampling_plan(image_size)
         ch = width * 2 ** (stages - 1)
         layers = [nn.ConvTranspose2d(z_dim + in_extra, ch, start, 1, 0, bias=False),   # (B, ch, s0, s0)
-                  nn.BatchNorm2d(ch), nn.ReLU(True)]
+                  norm(ch), nn.ReLU(True)]
         for _ in range(extra_layers):
             layers += [nn.Conv2d(ch, ch, 3, 1, 1, bias=False),                        # (B, ch, s0, s0)
-                       nn.BatchNorm2d(ch), nn.ReLU(True)]
+                       norm(ch), nn.ReLU(True)]
         for _ in range(stages - 1):
             layers += [nn.ConvTranspose2d(ch, ch // 2, 4, 2, 1, bias=False),          # side x2, ch / 2
-                       nn.BatchNorm2d(ch // 2), nn.ReLU(True)]
+                       norm(ch // 2), nn.ReLU(True)]
             ch //= 2
         layers += [nn.ConvTranspose2d(ch, channels, 4, 2, 1, bias=False), nn.Tanh()]  # (B, C, H, W)
         self.net = nn.Sequential(*layers)

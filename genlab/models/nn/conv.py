@@ -1,6 +1,7 @@
 """Building blocks shared by the GANs and the VAE: the upsampling plan, DCGAN init, discriminator norms."""
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from ...config import ConfigError
@@ -15,8 +16,11 @@ def upsampling_plan(image_size: int) -> tuple[int, int]:
 
 
 def init_dcgan_weights(module: nn.Module) -> None:
-    """Radford 2015, sec. 4: all weights from N(0, 0.02); norm scales from N(1, 0.02)."""
-    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.Embedding)):
+    """Radford 2015, sec. 4: all weights from N(0, 0.02); norm scales from N(1, 0.02), norm biases 0."""
+    if isinstance(module, ConditionalBatchNorm2d):                 # (after its embeddings: apply goes children first)
+        nn.init.normal_(module.gain.weight, 0.0, 0.02)             # scale 1 + gain: N(1, 0.02)
+        nn.init.zeros_(module.bias.weight)
+    elif isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.Embedding)):
         nn.init.normal_(module.weight, 0.0, 0.02)
         if getattr(module, "bias", None) is not None:
             nn.init.zeros_(module.bias)
@@ -24,6 +28,19 @@ def init_dcgan_weights(module: nn.Module) -> None:
         if module.weight is not None:
             nn.init.normal_(module.weight, 1.0, 0.02)
             nn.init.zeros_(module.bias)
+
+
+class ConditionalBatchNorm2d(nn.Module):
+    """de Vries et al. 2017 (conditional BN): BN(x) * (1 + gamma_y) + beta_y, gain and bias looked up per class."""
+    def __init__(self, channels: int, num_classes: int):
+        super().__init__()
+        self.norm = nn.BatchNorm2d(channels, affine=False)
+        self.gain = nn.Embedding(num_classes, channels)            # gamma_y - 1
+        self.bias = nn.Embedding(num_classes, channels)            # beta_y
+        init_dcgan_weights(self)
+
+    def forward(self, x, y):                                       # (B, ch, h, w), (B,)
+        return self.norm(x) * (1 + self.gain(y)[:, :, None, None]) + self.bias(y)[:, :, None, None]
 
 
 D_NORMS = ("auto", "batch", "layer", "none")
