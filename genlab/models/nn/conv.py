@@ -1,7 +1,6 @@
 """Building blocks shared by the GANs and the VAE: the upsampling plan, DCGAN init, discriminator norms."""
 from __future__ import annotations
 
-import torch
 from torch import nn
 
 from ...config import ConfigError
