@@ -117,7 +117,7 @@ def test_cgan_conditional_batchnorm_generator_trains_saves_and_uses_y(tmp_path):
     assert model.generator.net[0].in_channels == model.config.z_dim             # y is not joined to z
     before = [(n.gain.weight.clone(), n.bias.weight.clone()) for n in norms]
     model.training_step(batches(1, 28), model.make_optimizers(), StepContext(0, torch.Generator().manual_seed(3)))
-    for norm, (gain, bias) in zip(norms, before):                               # every class gain and bias learns
+    for norm, (gain, bias) in zip(norms, before):                  # every layer's class gains and biases learn
         assert not torch.equal(norm.gain.weight, gain) and not torch.equal(norm.bias.weight, bias)
     model.eval()
     z = torch.randn(4, model.config.z_dim)
