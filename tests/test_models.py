@@ -130,6 +130,26 @@ def test_cgan_conditional_batchnorm_generator_trains_saves_and_uses_y(tmp_path):
                            images[1])
 
 
+def test_cgan_ac_gan_class_term_teaches_d_to_classify_and_g_to_be_classified():
+    with pytest.raises(genlab.ConfigError, match="projection"):
+        tiny_model("cgan", aux_class_weight=1.0)                     # a concat D reads y from its input
+    model = tiny_model("cgan", conditioning="projection", aux_class_weight=1.0, lr_d=2e-3, lr_g=2e-3).train()
+    assert tiny_model("cgan", conditioning="projection").discriminator.classifier is None   # off: old files load
+    gen = torch.Generator().manual_seed(1)
+    means = torch.linspace(-0.9, 0.9, 10)
+
+    def class_batches():                                           # class k: a flat image of grey level k
+        y = torch.randint(10, (16,), generator=gen)
+        return means[y][:, None, None, None] + 0.05 * torch.randn(16, 1, 28, 28, generator=gen), y
+    optimizers, rng = model.make_optimizers(), torch.Generator().manual_seed(3)
+    logs = [model.training_step(class_batches, optimizers, StepContext(i, rng, phases=("D",))) for i in range(40)]
+    assert logs[-1]["loss/class_real"] < 0.5 * logs[0]["loss/class_real"]     # D learns P(C | real x)
+    g_logs = [model.training_step(class_batches, optimizers, StepContext(40 + i, rng, phases=("G",)))
+              for i in range(40)]
+    assert g_logs[-1]["loss/class"] < 0.5 * g_logs[0]["loss/class"]           # G learns to be read as y
+    assert all(math.isfinite(v.item()) for v in {**logs[-1], **g_logs[-1]}.values())
+
+
 def test_the_shipped_families_are_registered():
     assert set(MODELS) >= {"gan", "dcgan", "cgan", "infogan", "vae"}
 

@@ -3,7 +3,7 @@
 A GAN model subclasses `AdversarialModel` and provides `generator`, `discriminator`,
 `generate(**latents)` (through `self.sampling_network()`, the generator or its EMA) and
 `discriminate(x, y) -> (logits, aux)`, and calls `self.attach_ema()` at the end of `__init__`.
-InfoGAN adds `aux_loss`. An inference export drops the discriminator (`training_only`), except InfoGAN's,
+InfoGAN adds `aux_loss`; the cGAN's AC-GAN term adds it and `real_aux_loss`. An inference export drops the discriminator (`training_only`), except InfoGAN's,
 whose body carries Q.
 """
 from __future__ import annotations
@@ -83,7 +83,12 @@ class AdversarialModel(LatentModel):
         raise NotImplementedError
 
     def aux_loss(self, aux, latents: dict) -> tuple[torch.Tensor | None, dict]:
-        """An extra loss added to both D and G steps (InfoGAN's mutual information term)."""
+        """An extra loss on D's auxiliary output for fakes, added to both D and G steps (InfoGAN's
+        mutual information term, AC-GAN's class term)."""
+        return None, {}
+
+    def real_aux_loss(self, aux, y: torch.Tensor) -> tuple[torch.Tensor | None, dict]:
+        """An extra loss on D's auxiliary output for real images, added to the D step (AC-GAN's class term)."""
         return None, {}
 
     def make_optimizers(self) -> dict:
@@ -132,7 +137,7 @@ class AdversarialModel(LatentModel):
                     with torch.set_grad_enabled(keep_graph):
                         fake = self.generate(**latents)              # (B, C, H, W)
                     real.requires_grad_(measure_r1)
-                    real_logits, _ = self.discriminate(augment(real), y)   # (B,)  R1 through T
+                    real_logits, real_aux = self.discriminate(augment(real), y)   # (B,)  R1 through T
                     fake_logits, fake_aux = self.discriminate(augment(fake.detach()), latents.get("y"))
                     loss_d = discriminator_loss(real_logits, fake_logits, c.loss)
                     if measure_r1:
@@ -142,6 +147,9 @@ class AdversarialModel(LatentModel):
                     info, _ = self.aux_loss(fake_aux, latents)
                     if info is not None:
                         loss_d = loss_d + info
+                    real_info, real_info_logs = self.real_aux_loss(real_aux, y)
+                    if real_info is not None:
+                        loss_d = loss_d + real_info
                     optimizer_step(opt_d, loss_d, ctx, c)
 
             logs.update({"loss/d": loss_d.detach(),
@@ -149,6 +157,7 @@ class AdversarialModel(LatentModel):
                          "d/fake": torch.sigmoid(fake_logits.detach()).mean()})
             if measure_r1:
                 logs["r1/grad_norm"] = grad_sq.detach().sqrt().mean()
+            logs.update({k: v.detach() for k, v in real_info_logs.items()})
         if not train_g:
             return logs
 

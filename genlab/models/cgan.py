@@ -6,6 +6,8 @@ Option `conditioning="projection"` instead gives D the projection form of Miyato
 (eq. 3): D(x, y) = psi(phi(x)) + embed(y) . sum_hw phi(x), a stronger use of y in D; and
 `g_conditioning="cbn"` gives G class-conditional BatchNorm (de Vries et al. 2017) in every layer,
 the generator Miyato & Koyama pair with the projection D, instead of y joined to z only.
+`aux_class_weight` > 0 adds AC-GAN's class term (Odena et al. 2017): a linear classifier on the
+projection D's pooled features, trained on real and fake images, that G is also trained to satisfy.
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import param
+from ..config import ConfigError, param
 from .adversarial import AdversarialModel
 from .base import LatentSpec
 from .dcgan import DCGANConfig, Discriminator, Generator
@@ -32,6 +34,10 @@ class CGANConfig(DCGANConfig):
     g_conditioning: str = param("concat", "How G sees y: one-hot joined to z (Mirza 2014), or a per-class "
                                 "gain and bias in every BatchNorm of G (conditional BN, de Vries 2017).",
                                 choices=("concat", "cbn"))
+    aux_class_weight: float = param(0.0, "Weight of AC-GAN's class term (Odena 2017 eq. 2-3): D also "
+                                    "classifies real and fake images by class, and G is trained to be "
+                                    "classified as y; needs the projection D. 0 turns it off.",
+                                    low=0.0, high=10.0)
 
 
 class ConditionalGenerator(Generator):
@@ -49,17 +55,21 @@ class ConditionalGenerator(Generator):
 
 
 class ProjectionDiscriminator(nn.Module):
-    """Miyato & Koyama 2018 eq. 3: D(x, y) = psi(phi(x)) + embed(y) . sum over (h, w) of phi(x)."""
-    def __init__(self, body: Discriminator, num_classes: int):
+    """Miyato & Koyama 2018 eq. 3: D(x, y) = psi(phi(x)) + embed(y) . sum over (h, w) of phi(x);
+    with `classify`, also AC-GAN's class logits P(C | x) from the same pooled features."""
+    def __init__(self, body: Discriminator, num_classes: int, classify: bool = False):
         super().__init__()
         self.body = body
         self.embed = nn.Embedding(num_classes, body.feature_channels)
+        self.classifier = nn.Linear(body.feature_channels, num_classes) if classify else None
 
     def forward(self, x, y):
         features = self.body.features(x)                                   # (B, ch, s0, s0)
+        pooled = features.sum((2, 3))                                      # (B, ch)
         unconditional = self.body.head(features).flatten()                 # (B,)
-        projection = (self.embed(y) * features.sum((2, 3))).sum(1)         # (B,)
-        return unconditional + projection
+        projection = (self.embed(y) * pooled).sum(1)                       # (B,)
+        class_logits = self.classifier(pooled) if self.classifier is not None else None   # (B, K)
+        return unconditional + projection, class_logits
 
 
 @register_model("cgan")
@@ -73,6 +83,9 @@ class CGAN(AdversarialModel):
         super().__init__(config)
         self.check_config()
         c = config
+        if c.aux_class_weight > 0 and c.conditioning != "projection":
+            raise ConfigError("cgan: aux_class_weight needs conditioning='projection' (D with y joined to its "
+                              "input would read the class from y, not from the image)")
         if c.g_conditioning == "cbn":
             self.generator = ConditionalGenerator(c.z_dim, c.channels, c.image_size, c.g_channels,
                                                   c.num_classes, extra_layers=c.g_extra_layers)
@@ -83,7 +96,7 @@ class CGAN(AdversarialModel):
         if c.conditioning == "projection":
             self.discriminator = ProjectionDiscriminator(
                 Discriminator(c.channels, c.image_size, c.d_channels, norm,
-                              extra_layers=c.d_extra_layers), c.num_classes)
+                              extra_layers=c.d_extra_layers), c.num_classes, classify=c.aux_class_weight > 0)
         else:
             self.discriminator = Discriminator(c.channels, c.image_size, c.d_channels, norm,
                                                in_extra=c.num_classes, extra_layers=c.d_extra_layers)
@@ -104,7 +117,23 @@ class CGAN(AdversarialModel):
     def discriminate(self, x, y):
         """D(x | y): the one-hot y as K constant maps beside the image channels, or the projection."""
         if self.config.conditioning == "projection":
-            return self.discriminator(x, y), None                                   # (B,)
+            return self.discriminator(x, y)                                         # (B,), (B, K) or None
         b, _, h, w = x.shape
         y_maps = F.one_hot(y, self.config.num_classes).to(x.dtype)[:, :, None, None].expand(b, -1, h, w)
         return self.discriminator(torch.cat([x, y_maps], dim=1)), None             # (B,)
+
+    def class_term(self, class_logits, y) -> tuple[torch.Tensor | None, dict]:
+        """Odena 2017 eq. 2: L_C = E[log P(C = c | X)]; D and G both maximize it (its weighted negative here)."""
+        if class_logits is None:
+            return None, {}
+        loss = F.cross_entropy(class_logits, y)
+        return self.config.aux_class_weight * loss, {"loss/class": loss}
+
+    def aux_loss(self, class_logits, latents):
+        """AC-GAN's class term on fakes, in both the D and the G step."""
+        return self.class_term(class_logits, latents["y"])
+
+    def real_aux_loss(self, class_logits, y):
+        """AC-GAN's class term on real images, in the D step."""
+        loss, logs = self.class_term(class_logits, y)
+        return loss, {"loss/class_real": logs["loss/class"]} if logs else {}
