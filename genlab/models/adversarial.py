@@ -3,8 +3,8 @@
 A GAN model subclasses `AdversarialModel` and provides `generator`, `discriminator`,
 `generate(**latents)` (through `self.sampling_network()`, the generator or its EMA) and
 `discriminate(x, y) -> (logits, aux)`, and calls `self.attach_ema()` at the end of `__init__`.
-InfoGAN adds `aux_loss`; the cGAN's AC-GAN term adds it and `real_aux_loss`. An inference export drops the discriminator (`training_only`), except InfoGAN's,
-whose body carries Q.
+InfoGAN adds `aux_loss`; the cGAN's AC-GAN term adds it and `real_aux_loss`. An inference export
+drops the discriminator (`training_only`), except InfoGAN's, whose body carries Q.
 """
 from __future__ import annotations
 
