@@ -107,6 +107,9 @@ class TrainConfig:
                         choices=("auto", "cpu", "cuda", "mps"))
     log_every: int = param(50, "Steps between metric lines (values are averaged over them).", low=1)
     sample_every: int = param(250, "Steps between sample grids.", low=1)
+    early_grids: bool = param(True, "Also draw grids at steps 0, 1, 2, 4, 8, ... before the first sample_every "
+                              "(off for long runs where a grid is slow, e.g. 64 px diffusion on a CPU: "
+                              "then grids at step 0 and every sample_every steps).")
     checkpoint_every: int = param(500, "Steps between checkpoints.", low=1)
     max_images: int | None = param(None, "Use at most this many training images (None: all).", low=1)
     amp: str = param("auto", "Mixed precision: bf16 autocast (CUDA only); auto is bf16 on CUDA, "

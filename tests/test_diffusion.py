@@ -325,6 +325,21 @@ def test_unet_shapes_at_every_size_and_odd_resolutions():
         assert net(x, torch.tensor([1.0, 900.0])).shape == x.shape           # unconditional call
 
 
+def test_patch_folds_pixel_blocks_into_channels_around_the_unet():
+    """patch 2: a 64 px RGB image enters the U-Net as 32x32x12 (space-to-depth), every level runs at half
+    the resolution, and the output is unfolded back to the image's shape; auto widths follow the folded size."""
+    model = tiny("flow", channels=3, image_size=64, num_classes=9, patch=2, channel_mult="auto")
+    seen = {}
+    model.network.conv_in.register_forward_hook(lambda m, inputs, out: seen.update(inp=inputs[0].shape))
+    model.network.mid1.register_forward_hook(lambda m, inputs, out: seen.update(mid=out.shape))
+    x = torch.randn(2, 3, 64, 64, generator=gen(3))
+    out = model.network(x, torch.tensor([5.0, 500.0]), torch.tensor([0, 9]))
+    assert out.shape == x.shape
+    assert seen["inp"] == (2, 12, 32, 32) and seen["mid"][-1] == 4          # 32 -> 16 -> 8 -> 4
+    assert model.sample(2, rng=gen(4), y=torch.tensor([1, 2])).shape == (2, 3, 64, 64)
+    assert tiny("flow", channels=3, image_size=64, num_classes=9, channel_mult="auto").network.patch == 1
+
+
 def test_bad_channel_mult_is_one_clear_error():
     with pytest.raises(ConfigError, match="channel_mult must be"):
         tiny("ddpm", channel_mult="1,x")

@@ -41,6 +41,8 @@ def test_grids_at_step_0_then_log_spaced_until_sample_every():
     assert [s for s in range(1, 131) if "sample" in plan.due(s)] == [1, 2, 4, 8, 16, 32, 50, 100]
     assert all(plan.due(s)[-1] == "progress" for s in range(1, 131))
     assert not any(Plan(steps=9, log_every=1, sample_every=0, checkpoint_every=0).is_sample_step(s) for s in range(10))
+    quiet = Plan(steps=130, log_every=10, sample_every=50, checkpoint_every=1000, early_grids=False)
+    assert [s for s in range(131) if quiet.is_sample_step(s)] == [0, 50, 100]
 
 
 def test_a_new_run_draws_its_first_grid_before_the_first_step(tmp_path):

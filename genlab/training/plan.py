@@ -26,12 +26,14 @@ class Plan:
     sample_every: int
     checkpoint_every: int
     eval_every: int = 0
+    early_grids: bool = True
     bf16: bool = False
     device: torch.device = torch.device("cpu")
 
     @classmethod
     def from_config(cls, tc, device: torch.device, bf16: bool) -> "Plan":
-        return cls(tc.steps, tc.log_every, tc.sample_every, tc.checkpoint_every, tc.eval_every, bf16, device)
+        return cls(tc.steps, tc.log_every, tc.sample_every, tc.checkpoint_every, tc.eval_every, tc.early_grids,
+                   bf16, device)
 
     def is_log_step(self, step: int) -> bool:
         return step % self.log_every == 0 or step == self.steps
@@ -40,7 +42,8 @@ class Plan:
         """Every `sample_every` steps, and log-spaced before the first one (0, 1, 2, 4, 8, ...): early
         training changes fastest, and a new run shows a grid within seconds."""
         every = self.sample_every
-        return bool(every) and (step % every == 0 or (step < every and step & (step - 1) == 0))
+        early = self.early_grids and step < every and step & (step - 1) == 0
+        return bool(every) and (step % every == 0 or early)
 
     def due(self, step: int) -> list[str]:
         """The tasks due once `step` steps are done, in the order they run. `progress` is asked every

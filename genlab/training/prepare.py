@@ -15,7 +15,7 @@ from ..models import get_model_class
 
 # TrainConfig fields a resumed run may change; the model and the data stay what they were.
 RESUMABLE_CHANGES = frozenset({"steps", "log_every", "sample_every", "checkpoint_every", "device", "amp",
-                               "channels_last", "compile", "eval_every"})
+                               "channels_last", "compile", "eval_every", "early_grids"})
 
 
 def make_config(train: TrainConfig | dict, model: dict | None = None) -> dict:

@@ -6,6 +6,10 @@ added to it (index `num_classes` is the learned
 
     28x28, channel_mult (1, 2, 2):     28 -> 14 -> 7   (attention at 7x7)
     32x32 / 64x64, (1, 2, 2, 2):       32 -> 16 -> 8 -> 4 / 64 -> 32 -> 16 -> 8
+
+`patch` p > 1 folds each p x p block of pixels into channels before the first convolution and unfolds
+the output the same way (space-to-depth; the "patching" of Hoogeboom et al. 2023, simple diffusion §3.1):
+a 64x64x3 image enters as 32x32x12, so every level runs at half the resolution, about 4x cheaper.
 """
 from __future__ import annotations
 
@@ -90,16 +94,17 @@ class UNet(nn.Module):
     level on the way down and `blocks + 1` on the way up (each taking one skip connection, as in Ho's
     code), self-attention in the lowest level and in the middle. `num_classes` > 0 adds a class embedding
     with one extra row, the null class `num_classes`; y = None skips it (an unconditional network).
+    `patch` folds p x p pixels into channels around the network (p = 1: none).
     """
 
     def __init__(self, channels: int, width: int, channel_mult: tuple[int, ...], blocks: int,
-                 num_classes: int = 0, dropout: float = 0.0, attention: bool = True):
+                 num_classes: int = 0, dropout: float = 0.0, attention: bool = True, patch: int = 1):
         super().__init__()
-        self.width, self.null_class = width, num_classes
+        self.width, self.null_class, self.patch = width, num_classes, patch
         emb_dim = 4 * width
         self.time_mlp = nn.Sequential(nn.Linear(width, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
         self.class_embedding = nn.Embedding(num_classes + 1, emb_dim) if num_classes > 0 else None
-        self.conv_in = nn.Conv2d(channels, width, 3, 1, 1)
+        self.conv_in = nn.Conv2d(channels * patch ** 2, width, 3, 1, 1)
         lowest = len(channel_mult) - 1
 
         skips, ch = [width], width
@@ -128,7 +133,7 @@ class UNet(nn.Module):
             self.up.append(Level(level_blocks, attention and level == lowest))
             if level > 0:
                 self.upsample.append(nn.Conv2d(ch, ch, 3, 1, 1))                   # after a nearest x2
-        self.norm_out, self.conv_out = group_norm(ch), nn.Conv2d(ch, channels, 3, 1, 1)
+        self.norm_out, self.conv_out = group_norm(ch), nn.Conv2d(ch, channels * patch ** 2, 3, 1, 1)
 
     def embed(self, t: Tensor, y: Tensor | None) -> Tensor:
         """The conditioning vector (B, 4*width): MLP(sinusoid(t)) + class embedding(y)."""
@@ -139,7 +144,9 @@ class UNet(nn.Module):
 
     def forward(self, x: Tensor, t: Tensor, y: Tensor | None = None) -> Tensor:   # (B, C, H, W), (B,), (B,)
         emb = self.embed(t, y)
-        h = self.conv_in(x)                                                        # (B, w, H, W)
+        if self.patch > 1:
+            x = F.pixel_unshuffle(x, self.patch)                                   # (B, C*p*p, H/p, W/p)
+        h = self.conv_in(x)                                                        # (B, w, H/p, W/p)
         skips = [h]
         for i, level in enumerate(self.down):
             for block, attention in zip(level.blocks, level.attention):
@@ -155,4 +162,5 @@ class UNet(nn.Module):
             if i < len(self.upsample):
                 h = F.interpolate(h, size=skips[-1].shape[-2:], mode="nearest")    # 7 -> 14 -> 28
                 h = self.upsample[i](h)
-        return self.conv_out(F.silu(self.norm_out(h)))                             # (B, C, H, W)
+        out = self.conv_out(F.silu(self.norm_out(h)))                              # (B, C*p*p, H/p, W/p)
+        return F.pixel_shuffle(out, self.patch) if self.patch > 1 else out         # (B, C, H, W)
