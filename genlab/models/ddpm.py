@@ -3,6 +3,10 @@
 linear (1e-4 .. 0.02) or cosine (Nichol & Dhariwal 2021, eq. 17) noise schedule, the class dropped to a
 null class with probability p_uncond for classifier-free guidance (Ho & Salimans 2022).
 
+`prediction v` trains the U-Net on v = sqrt(abar) eps - sqrt(1 - abar) x0 instead (Salimans & Ho 2022, §4 and
+Appendix D), read back as x0_hat = sqrt(abar) x_t - sqrt(1 - abar) v_hat. Near pure noise eps-prediction
+divides the network's error by sqrt(abar) ~ 0 to get x0_hat, v-prediction does not (Lin et al. 2024, §3.2).
+
 Timesteps are 0-based: abar_t = prod_{s <= t} (1 - beta_s), t = 0 is the least noisy. Samplers run over an
 evenly spaced sub-sequence of `steps` timesteps that always starts at T - 1 ("trailing" spacing):
   ancestral  Ho Algorithm 2 with sigma_t^2 = beta~_t: x_prev ~ q(x_prev | x_t, x0_hat) (eq. 6-7), where
@@ -32,6 +36,9 @@ class DDPMConfig(DenoiserConfig):
                          "(Ho et al. 2020, Algorithm 2).", choices=("ddim", "ancestral"))
     eta: float = param(0.0, "DDIM's eta: 0 deterministic, 1 the ancestral sampler's variance.", low=0.0, high=1.0)
     clip_x0: bool = param(True, "Clip the predicted x0 to [-1, 1] at every sampling step.")
+    prediction: str = param("eps", "What the U-Net predicts: eps, the noise (Ho et al. 2020), or "
+                            "v = sqrt(abar) eps - sqrt(1 - abar) x0 (Salimans & Ho 2022), which stays accurate "
+                            "near pure noise.", choices=("eps", "v"))
 
 
 def make_betas(schedule: str, timesteps: int, s: float = 0.008) -> Tensor:
@@ -53,7 +60,7 @@ def timestep_sequence(steps: int, timesteps: int) -> list[int]:
 
 @register_model("ddpm")
 class DDPM(DenoisingModel):
-    """Noise prediction (Ho et al. 2020) with classifier-free guidance and an EMA of the U-Net."""
+    """Noise (or v) prediction (Ho et al. 2020) with classifier-free guidance and an EMA of the U-Net."""
     config_class = DDPMConfig
     tiny = {"width": 8, "channel_mult": "1,2", "blocks": 1, "dropout": 0.0, "timesteps": 50,
             "sampling_steps": 2, "ema_decay": 0.0, "patch": 2}       # flow's tiny keeps patch 1: both paths tested
@@ -67,7 +74,8 @@ class DDPM(DenoisingModel):
         self.attach_ema()
 
     def training_step(self, batches, optimizers: dict, ctx: StepContext) -> dict:
-        """Ho eq. 14: || eps - eps_theta(sqrt(abar_t) x0 + sqrt(1 - abar_t) eps, t) ||^2, t ~ U{0..T-1}."""
+        """Ho eq. 14: || eps - eps_theta(sqrt(abar_t) x0 + sqrt(1 - abar_t) eps, t) ||^2, t ~ U{0..T-1};
+        with prediction v the target is v = sqrt(abar_t) eps - sqrt(1 - abar_t) x0 (Salimans & Ho, App. D)."""
         x0, labels = batches()                                                    # (B, C, H, W) in [-1, 1]
         T = self.config.timesteps
         fraction = stratified_uniform(x0.shape[0], ctx.rng, x0.device)           # (B,) in [0, 1)
@@ -75,7 +83,8 @@ class DDPM(DenoisingModel):
         eps = torch.randn(x0.shape, generator=ctx.rng, device=x0.device)
         x_t = self.q_sample(x0, t, eps)
         y = self.training_labels(labels, ctx.rng)
-        per_sample = (self.network(x_t, t.float(), y) - eps).pow(2).flatten(1).mean(1)   # (B,)
+        target = eps if self.config.prediction == "eps" else self.v_target(x0, t, eps)
+        per_sample = (self.network(x_t, t.float(), y) - target).pow(2).flatten(1).mean(1)   # (B,)
         return self.finish_step(per_sample, fraction, optimizers, ctx)
 
     def q_sample(self, x0: Tensor, t: Tensor, eps: Tensor) -> Tensor:
@@ -83,10 +92,21 @@ class DDPM(DenoisingModel):
         abar = self.alpha_bar[t].view(-1, 1, 1, 1)                                # (B, 1, 1, 1)
         return abar.sqrt() * x0 + (1 - abar).sqrt() * eps
 
-    def predict_x0(self, x: Tensor, eps: Tensor, abar: float) -> tuple[Tensor, Tensor]:
-        """x0_hat = (x_t - sqrt(1 - abar) eps) / sqrt(abar) (eq. 4 inverted), optionally clipped to [-1, 1],
-        and the eps consistent with the clipped x0_hat."""
-        x0 = (x - math.sqrt(1 - abar) * eps) / math.sqrt(abar)
+    def v_target(self, x0: Tensor, t: Tensor, eps: Tensor) -> Tensor:
+        """v = sqrt(abar_t) eps - sqrt(1 - abar_t) x0 (Salimans & Ho 2022, eq. in Appendix D), for timesteps t (B,)."""
+        abar = self.alpha_bar[t].view(-1, 1, 1, 1)                                # (B, 1, 1, 1)
+        return abar.sqrt() * eps - (1 - abar).sqrt() * x0
+
+    def predict_x0(self, x: Tensor, output: Tensor, abar: float) -> tuple[Tensor, Tensor]:
+        """From the network's output at x_t: x0_hat = (x_t - sqrt(1 - abar) eps) / sqrt(abar) (eq. 4 inverted), or
+        for v: x0_hat = sqrt(abar) x_t - sqrt(1 - abar) v and eps = sqrt(1 - abar) x_t + sqrt(abar) v; x0_hat
+        optionally clipped to [-1, 1], with the eps consistent with the clipped x0_hat."""
+        if self.config.prediction == "v":
+            x0 = math.sqrt(abar) * x - math.sqrt(1 - abar) * output
+            eps = math.sqrt(1 - abar) * x + math.sqrt(abar) * output
+        else:
+            eps = output
+            x0 = (x - math.sqrt(1 - abar) * eps) / math.sqrt(abar)
         if self.config.clip_x0:
             x0 = x0.clamp(-1, 1)
             eps = (x - math.sqrt(abar) * x0) / math.sqrt(1 - abar)
@@ -115,8 +135,8 @@ class DDPM(DenoisingModel):
         for i, t in enumerate(sequence):
             t_prev = sequence[i + 1] if i + 1 < len(sequence) else -1
             abar, abar_prev = self.alpha_bar_host[t], (self.alpha_bar_host[t_prev] if t_prev >= 0 else 1.0)
-            eps = self.guided(network, x, torch.full((x.shape[0],), float(t), device=x.device), y, guidance)
-            x0, eps = self.predict_x0(x, eps, abar)
+            output = self.guided(network, x, torch.full((x.shape[0],), float(t), device=x.device), y, guidance)
+            x0, eps = self.predict_x0(x, output, abar)
             if record:
                 records.append(((t + 1) / T, x, x0))
             if sampler == "ddim":
