@@ -143,12 +143,14 @@ BADGE_COLORS = {"green": ("#21c35419", "#158237"), "orange": ("#ffa42119", "#e26
                 "violet": ("#803df519", "#583f84"), "red": ("#ff2b2b17", "#bd4043"), "gray": ("#31333f19", "#31333f")}
 
 
-def header(run_dir: Path) -> dict:
+def header(run_dir: Path, status: dict | None = None) -> dict:
     """What the status line of a run shows: its state badge, model, data and device, progress, a note
     while it starts; `key` changes with what the page's buttons and step controls show (state, paused
-    or pausing, the step while paused, manual steps taken)."""
+    or pausing, the step while paused, manual steps taken). Pass the `status` the page drew its
+    buttons from: a key read later could already name the next state, and the poll would then never
+    see a change to rerun the page for."""
     from . import dashboard, runner
-    status = runs.read_status(run_dir)
+    status = runs.read_status(run_dir) if status is None else status
     config = runs.read_json(run_dir / "config.json", {}) or {}
     train = config.get("train", {})
     state = runner.shown_state(run_dir, status)
@@ -536,7 +538,7 @@ def live_run(run_dir: Path, overlay: list[Path], view: View, settings: Settings,
     head, buttons = st.columns([4, 1])
     with head:
         if poll:                                  # updated in the browser by the live poll, no rerun
-            status_line = header(run_dir)
+            status_line = header(run_dir, status)          # the status the buttons below are drawn from
             status_component()(key=f"status-{run_dir.name}", on_state_change=lambda: None,
                                data={"header": status_line, "page": page_key(shown, settings.runs_root, status_line["key"]),
                                      "poll": poll, "poll_ms": int(dashboard.REFRESH_S * 1000)})

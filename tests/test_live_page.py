@@ -297,3 +297,16 @@ def test_the_page_key_changes_when_the_page_must_be_redrawn(tmp_path, trained):
     assert key() == first_line
     shutil.copytree(trained["one-run"], root / "one-run")          # a new run for the pickers
     assert key() != first_line
+
+
+def test_the_status_line_keys_the_status_the_page_was_drawn_from(tmp_path, trained):
+    """The page draws its buttons from one status.json read; if the process pauses before the status
+    line is made, the line's key must still name the state drawn, or the poll never reruns the page."""
+    from genlab.live_view import header
+    run_dir = tmp_path / "gan-run"
+    shutil.copytree(trained["gan-run"], run_dir)
+    runs.write_status(run_dir, "running", step=90, paused=False)
+    drawn = runs.read_status(run_dir)                              # the page draws Pause from this
+    runs.write_status(run_dir, "running", step=90, paused=True)    # then the process pauses
+    assert header(run_dir, drawn)["key"] != header(run_dir)["key"]   # the poll sees the change
+    assert header(run_dir, drawn)["badge"] == "running" and header(run_dir)["badge"] == "paused at step 90"
