@@ -6,6 +6,7 @@ data set; an encoder reconstructs; codes move width and slant). Which checks app
 capability. And the export tool drops what `inference_drop()` names."""
 import importlib.util
 import json
+import socket
 from pathlib import Path
 
 import pytest
@@ -198,3 +199,9 @@ def test_export_tool_writes_weights_grid_and_a_card_by_capability(tmp_path):
     steps_line = next(line for line in (out / f"synthetic-{name}-stopped.md").read_text().splitlines()
                       if line.startswith("| steps |"))
     assert "stopped by hand at this step" in steps_line and "still training" not in steps_line
+    runs.write_status(run, "running", identity={"pid": 2**22 + 7, "host": socket.gethostname()})   # its process gone
+    assert runs.read_status(run)["state"] == "interrupted"
+    export_tool().main(["--models", "--run", f"synthetic-{name}-cut={run}", "--out", str(out), "--allow-unfinished"])
+    steps_line = next(line for line in (out / f"synthetic-{name}-cut.md").read_text().splitlines()
+                      if line.startswith("| steps |"))
+    assert "ended without a final status" in steps_line and "still training" not in steps_line

@@ -178,9 +178,10 @@ def card(model: str, run: Path, weights: Path, log: Path | None, dropped: list, 
     exported = genlab.load(weights)
     step = exported.checkpoint_header.get("step")
     description = (get_model_class(model).__doc__ or model).strip().splitlines()[0]
-    how = ("stopped by hand at this step and exported from its last checkpoint"
-           if runs.read_status(run).get("state") == "stopped" else
-           "exported from the run's latest checkpoint while it was still training")
+    how = {"stopped": "stopped by hand at this step and exported from its last checkpoint",
+           "interrupted": "its process ended without a final status (stopped by a signal or a machine restart) "
+                          "and it was exported from its last checkpoint"}.get(
+        runs.read_status(run).get("state"), "exported from the run's latest checkpoint while it was still training")
     steps = f"{step}" if finished else f"{step} of the command's {train.get('steps')}: {how}"
     speeds = [m["images_per_s"] for m in metrics if "images_per_s" in m and m.get("step", 0) <= step]
     last = ([m for m in metrics if m.get("step", 0) <= step and "images_per_s" in m] or [{}])[-1]
