@@ -179,8 +179,8 @@ def test_export_drops_exactly_what_inference_drop_names(name, ema, tmp_path):
 def test_export_tool_writes_weights_grid_and_a_card_by_capability(tmp_path):
     name = sorted(n for n, cls in MODELS.items() if cls.training_only)[0]
     run = tmp_path / "run"
-    genlab.train({"train": {"model": name, "dataset": "synthetic", "steps": 2, "batch_size": 8, "log_every": 1},
-                  "model": MODELS[name].tiny}, run)
+    genlab.train({"train": {"model": name, "dataset": "synthetic", "steps": 2, "batch_size": 8, "log_every": 1,
+                            "early_grids": False}, "model": MODELS[name].tiny}, run)
     (run / "eval.json").write_text(json.dumps({"results": {"fid": {"fid": 12.5, "fid_floor": 0.5}}}))
     out = tmp_path / "out"
     export_tool().main(["--models", "--run", f"synthetic-{name}-small={run}", "--out", str(out)])
@@ -189,6 +189,7 @@ def test_export_tool_writes_weights_grid_and_a_card_by_capability(tmp_path):
     assert model.checkpoint_header["dropped"] == list(MODELS[name].training_only)
     card = (out / f"synthetic-{name}-small.md").read_text()
     assert f"python train.py --model {name}" in card and "judge FID 12.50 (train-vs-test floor 0.50)" in card
+    assert "--no-early-grids" in card and "--early-grids False" not in card      # a flag train.py parses
     assert "Trained on synthetic data" in card and "synthetic data train split, 2048 images, 1 x 28 x 28" in card
     assert f"drop={tuple(MODELS[name].training_only)!r}" in card and (out / f"synthetic-{name}-small.webp").exists()
     with pytest.raises(SystemExit, match="must be <dataset>-<model>"):        # the name must say the data set

@@ -52,7 +52,8 @@ def train_command(run: Path) -> str:
                 continue
             if name == "data_root":
                 value = "../shared/data"
-            flags.append(f"--{name.replace('_', '-')} {value}")
+            flag = name.replace('_', '-')
+            flags.append((f"--{flag}" if value else f"--no-{flag}") if isinstance(value, bool) else f"--{flag} {value}")
     return f"python train.py {' '.join(flags)} --run-dir {run}"
 
 
